@@ -83,12 +83,15 @@ class DepthConfig(TrunkConfig):
     logit_scale_init: float | None = 5.0
     kernel_size: int = 16
     image_size: int = 224
-    # Depth (metres) -> disparity = focal_px * baseline_m / depth, then (d - mean) / std.
-    # See docs/preprocessing.md for why these constants.
+    # Omnivore's SUN RGB-D disparity: depth z (metres) -> d = focal_length_px * baseline_m /
+    # min(depth_scale * z, max_depth_m), clipped to max_disparity_px and divided by it, then
+    # (d - mean) / std. depth_scale = 8 reproduces SUN RGB-D's bit-rotated PNGs read as plain
+    # millimetres, the scale mean/std fit. See docs/preprocessing.md.
     focal_length_px: float = 518.857901
     baseline_m: float = 0.075
-    min_depth_m: float = 0.1
-    max_depth_m: float = 10.0
+    depth_scale: float = 8.0
+    max_depth_m: float = 50.0
+    max_disparity_px: float = 75.0
     mean: float = 0.0418
     std: float = 0.0295
 
@@ -101,9 +104,12 @@ class ThermalConfig(TrunkConfig):
     logit_scale_init: float | None = 10.0
     kernel_size: int = 16
     image_size: int = 224
-    # Thermal images are scaled to [0, 1] (see preprocess) then (t - mean) / std.
-    mean: float = 0.5
-    std: float = 0.5
+    # mono8 as is; mono16/float get a linear gain between these percentiles of the frame
+    # (camera-style AGC), then [0, 1] and (t - mean) / std. LLVIP-style 8-bit input is not
+    # mean/std normalised. See docs/preprocessing.md.
+    agc_percentiles: tuple[float, float] = (1.0, 99.0)
+    mean: float = 0.0
+    std: float = 1.0
 
 
 @dataclass
