@@ -303,9 +303,13 @@ def depth_to_tensor(depth: np.ndarray, cfg: DepthConfig,
 
 
 def load_depth(path: PathLike) -> tuple[np.ndarray, Literal["mm", "m"]]:
-    """Read a depth file -> (array, units): a 16-bit PNG/TIFF in millimetres or .npy metres."""
+    """Read a depth file -> (array, units): a 16-bit PNG/TIFF in millimetres, or .npy in
+    metres if float and millimetres if integer (the REP 118 dtype convention)."""
     if os.fspath(path).lower().endswith(".npy"):
-        return np.load(path).astype(np.float32), "m"
+        arr = np.load(path)
+        if np.issubdtype(arr.dtype, np.integer):
+            return arr, "mm"
+        return arr.astype(np.float32), "m"
     with Image.open(path) as im:
         if not im.mode.startswith("I;16") and im.mode != "I":
             raise ValueError(f"{os.fspath(path)}: expected a 16-bit single-channel depth "

@@ -305,6 +305,9 @@ def test_load_depth_png_mm_and_npy_metres(tmp_path: Path) -> None:
     np.save(tmp_path / "d.npy", np.array([[1.5, np.nan]], np.float64))
     arr, units = P.load_depth(tmp_path / "d.npy")
     assert units == "m" and arr.dtype == np.float32 and arr[0, 0] == 1.5
+    np.save(tmp_path / "mm.npy", mm)
+    arr, units = P.load_depth(tmp_path / "mm.npy")
+    assert units == "mm" and np.array_equal(arr, mm)
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "d8.png")
     with pytest.raises(ValueError, match="16-bit"):
         P.load_depth(tmp_path / "d8.png")
