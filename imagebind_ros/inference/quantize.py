@@ -1,0 +1,140 @@
+"""Reduced-precision variants of exported encoders: float16 graphs and int8 weights.
+
+* ``convert_fp16``: float16 weights and arithmetic, float32 in and out. LayerNorm, the
+  reductions and the final L2 normalisation stay float32 (they overflow or lose the unit norm
+  in float16). This is the input TensorRT >= 11 needs for FP16 (it has no FP16 builder flag:
+  every network is strongly typed), and what ONNX Runtime's CUDA provider runs fastest.
+* ``quantize_int8``: ONNX Runtime dynamic quantisation of every MatMul/Gemm weight to int8,
+  per output channel; activations are quantised per call. The CPU option: it moves a quarter
+  of the weight bytes and uses integer dot products.
+
+``derived_model`` makes these next to an export once and reuses them while the source file's
+sha256 and the options are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .export import EXTERNAL_DATA_BYTES, Manifest, fingerprint, sha256_file
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp16", "int8")
+INT8_DEFAULTS = {"per_channel": True, "reduce_range": True}
+# Kept in float32 by convert_fp16: statistics and norms over 1280 channels overflow in fp16.
+FP32_OPS = ["LayerNormalization", "ReduceL2", "ReduceSumSquare", "ReduceMean", "Sqrt", "Div",
+            "Pow", "Softmax"]
+
+
+def _initializer_bytes(model: Any) -> int:
+    import numpy as np
+    from onnx import helper
+
+    total = 0
+    for t in model.graph.initializer:
+        n = int(np.prod(t.dims)) if t.dims else 1
+        total += n * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    return total
+
+
+def _save(model: Any, dst: Path) -> Path:
+    """Save, with external data above the size limit; remove a stale ``.data`` file."""
+    import onnx
+
+    data = dst.with_name(dst.name + ".data")
+    external = _initializer_bytes(model) > EXTERNAL_DATA_BYTES
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp_data = tmp.with_name(tmp.name + ".data")
+    if external:
+        onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=tmp_data.name, size_threshold=1024)
+        # The graph names its data file: rewrite it to the final name before moving both.
+        model_final = onnx.load(str(tmp), load_external_data=False)
+        for t in model_final.graph.initializer:
+            for kv in t.external_data:
+                if kv.key == "location":
+                    kv.value = data.name
+        onnx.save_model(model_final, str(tmp))
+        os.replace(tmp_data, data)
+    else:
+        onnx.save_model(model, str(tmp))
+        data.unlink(missing_ok=True)
+    os.replace(tmp, dst)
+    return dst
+
+
+def convert_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Write a float16 copy of an ONNX encoder (float32 I/O); ``dst`` may equal ``src``."""
+    import onnx
+    from onnxruntime.transformers.float16 import (DEFAULT_OP_BLOCK_LIST,
+                                                  convert_float_to_float16)
+
+    model = onnx.load(os.fspath(src))
+    half = convert_float_to_float16(model, keep_io_types=True,
+                                    op_block_list=DEFAULT_OP_BLOCK_LIST + FP32_OPS)
+    del model
+    return _save(half, Path(dst))
+
+
+def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                  per_channel: bool = True, reduce_range: bool = True) -> Path:
+    """Dynamic int8 quantisation of MatMul/Gemm weights (QInt8, per channel by default).
+
+    ``reduce_range`` (7-bit weights) is on by default: CPUs without VNNI (this AVX2 EPYC)
+    multiply u8*s8 pairs into saturating int16 sums, and with 8-bit weights the tiny preset
+    fell to cosine 0.84 (IMU) against fp32; with 7 bits every encoder stays >= 0.999.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    quantize_dynamic(os.fspath(src), os.fspath(tmp), op_types_to_quantize=["MatMul", "Gemm"],
+                     per_channel=per_channel, reduce_range=reduce_range,
+                     weight_type=QuantType.QInt8)
+    os.replace(tmp, dst)
+    return dst
+
+
+def derived_model(manifest: Manifest, modality: str, precision: str,
+                  cache_dir: str | os.PathLike[str] | None = None,
+                  **options: Any) -> Path:
+    """Path of ``modality``'s encoder in ``precision``, made once from the fp32 export.
+
+    The file sits in ``cache_dir`` (default ``<export>/derived``) with a JSON sidecar holding
+    the source fingerprint and the options; a stale or damaged entry is rebuilt (one log line).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"no derived ONNX precision {precision!r}; choose from {PRECISIONS}")
+    if manifest.precision != "fp32":
+        raise ValueError(f"{precision} variants are made from an fp32 export; "
+                         f"{manifest.directory} holds a {manifest.precision} export")
+    root = Path(cache_dir) if cache_dir is not None else manifest.directory / "derived"
+    root.mkdir(parents=True, exist_ok=True)
+    dst = root / f"{modality}.{precision}.onnx"
+    meta_path = dst.with_suffix(".json")
+    if precision == "int8":  # record effective options, so a changed default is a miss
+        options = {**INT8_DEFAULTS, **options}
+    want = {"source": fingerprint(manifest, modality), "precision": precision,
+            "options": options}
+    if dst.is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if {k: meta.get(k) for k in want} == want and sha256_file(dst) == meta.get("sha256"):
+                return dst
+            reason = "made from another export or with other options"
+        except (json.JSONDecodeError, OSError) as e:
+            reason = f"unreadable sidecar ({e})"
+        log.warning("rebuilding %s: %s", dst, reason)
+    src = manifest.path(modality)
+    log.info("making %s variant of %s (once; cached in %s)", precision, src.name, root)
+    if precision == "fp16":
+        convert_fp16(src, dst)
+    else:
+        quantize_int8(src, dst, **options)
+    meta_path.write_text(json.dumps({**want, "sha256": sha256_file(dst)}, indent=2) + "\n")
+    return dst
