@@ -337,10 +337,21 @@ def _events(n: int, starts: np.ndarray, amps: np.ndarray, kernel: np.ndarray) ->
     return np.bincount(idx[keep], weights=w[keep], minlength=n)[:n]
 
 
+def _time(n: int, sr: float) -> np.ndarray:
+    """Sample times in float32: audio-rate maths in float64 costs twice as much."""
+    return np.arange(n, dtype=np.float32) / np.float32(sr)
+
+
+def _phase(freq: np.ndarray, sr: float, divide: float = 1.0) -> np.ndarray:
+    """float32 phase in [0, 2 pi) of an oscillator at `freq` Hz (per sample) / `divide`,
+    accumulated in float64 so that long signals stay in tune."""
+    cycles = np.cumsum(freq, dtype=np.float64) / (sr * divide)
+    return ((cycles - np.floor(cycles)) * (2 * np.pi)).astype(np.float32)
+
+
 def _harmonics(phase: np.ndarray, amps: Sequence[float]) -> np.ndarray:
     """sum_h amps[h] * sin((h + 1) * phase) by the Chebyshev recursion (one sin, one cos)."""
-    ph = np.mod(phase, 2 * np.pi).astype(np.float32)
-    cur, two_cos = np.sin(ph), 2 * np.cos(ph)
+    cur, two_cos = np.sin(phase), 2 * np.cos(phase)
     prev, out = np.zeros_like(cur), amps[0] * cur
     for a in amps[1:]:
         prev, cur = cur, two_cos * cur - prev
@@ -350,7 +361,7 @@ def _harmonics(phase: np.ndarray, amps: Sequence[float]) -> np.ndarray:
 
 def _sweep(n: int, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample event index (-1 outside events) and position 0..1 inside the event."""
-    which, pos = np.full(n, -1), np.zeros(n)
+    which, pos = np.full(n, -1), np.zeros(n, np.float32)
     for k, (a, ln) in enumerate(zip(starts, lengths)):
         b = min(n, a + ln)
         which[a:b], pos[a:b] = k, np.arange(b - a) / max(ln, 1)
@@ -366,19 +377,19 @@ def _audio_dog(g: Rng, n: int, sr: float) -> np.ndarray:
     st = (np.array(starts) * sr).astype(int)
     ln = (g.uniform(0.08, 0.2, st.size) * sr).astype(int)
     which, pos = _sweep(n, st, ln)
-    f0 = g.uniform(400, 750, st.size)[which] * (1.2 - 0.35 * pos)
+    f0 = g.uniform(400, 750, st.size).astype(np.float32)[which] * (1.2 - 0.35 * pos)
     env = np.where(which >= 0, (1 - np.exp(-pos * 40)) * np.exp(-3 * pos), 0.0)
-    tone = _harmonics(2 * np.pi * np.cumsum(f0) / sr, (1, 0.7, 0.5, 0.35, 0.25, 0.15))
+    tone = _harmonics(_phase(f0, sr), (1, 0.7, 0.5, 0.35, 0.25, 0.15))
     return env * (tone + 0.4 * _noise(g, n, sr, 800, 4000))
 
 
 def _audio_car(g: Rng, n: int, sr: float) -> np.ndarray:
     """Passing car: rising 60-110 Hz engine tone with Doppler drop, road hiss, swelling level."""
-    t = np.arange(n) / sr
+    t = _time(n, sr)
     tc, w = g.uniform(0.2, 0.8) * n / sr, g.uniform(0.3, 0.8)
-    f = g.uniform(60, 110) * (1 + g.uniform(0.1, 0.4) * t * sr / n) * (
+    f = g.uniform(60, 110) * (1 + g.uniform(0.1, 0.4) * t * (sr / n)) * (
         1 - 0.06 * np.tanh((t - tc) / w))
-    tone = _harmonics(2 * np.pi * np.cumsum(f) / sr, (1, 0.5, 0.33, 0.25, 0.2, 0.16, 0.14))
+    tone = _harmonics(_phase(f, sr), (1, 0.5, 0.33, 0.25, 0.2, 0.16, 0.14))
     swell = 0.3 + np.exp(-0.5 * ((t - tc) / w) ** 2)
     return swell * (0.4 * tone + _noise(g, n, sr, 100, 3000, 1.0))
 
@@ -389,11 +400,12 @@ def _audio_bird(g: Rng, n: int, sr: float) -> np.ndarray:
     st = (g.uniform(0, 1, m) * n).astype(int)
     ln = (g.uniform(0.04, 0.15, m) * sr).astype(int)
     which, pos = _sweep(n, st, ln)
-    f_a, ratio = g.uniform(2500, 4500, m)[which], g.uniform(0.7, 1.5, m)[which]
-    vib = g.uniform(20, 60) * np.arange(n) / sr
-    f = f_a * (1 + (ratio - 1) * pos) + g.uniform(50, 250) * np.sin(2 * np.pi * vib)
+    f_a = g.uniform(2500, 4500, m).astype(np.float32)[which]
+    ratio = g.uniform(0.7, 1.5, m).astype(np.float32)[which]
+    vib = np.sin((2 * np.pi * g.uniform(20, 60)) * _time(n, sr))
+    f = f_a * (1 + (ratio - 1) * pos) + g.uniform(50, 250) * vib
     env = np.where(which >= 0, np.sin(np.pi * pos) ** 2, 0.0)
-    return env * _harmonics(2 * np.pi * np.cumsum(f) / sr, (1, 0.2))
+    return env * _harmonics(_phase(f, sr), (1, 0.2))
 
 
 def _audio_fire(g: Rng, n: int, sr: float) -> np.ndarray:
@@ -417,33 +429,33 @@ def _audio_rain(g: Rng, n: int, sr: float) -> np.ndarray:
 
 def _audio_engine(g: Rng, n: int, sr: float) -> np.ndarray:
     """Engine: 25-50 Hz firing pulses ringing a 150-400 Hz resonance, uneven cylinders (AM)."""
-    t = np.arange(n) / sr
-    wobble = sum(np.sin(2 * np.pi * g.uniform(0.1, 2.0) * t + g.uniform(0, 2 * np.pi))
+    t = _time(n, sr)
+    wobble = sum(np.sin((2 * np.pi * g.uniform(0.1, 2.0)) * t + g.uniform(0, 2 * np.pi))
                  for _ in range(2))
     f = g.uniform(25, 50) * (1 + 0.01 * wobble)
-    phase = 2 * np.pi * np.cumsum(f) / sr + g.uniform(0, 2 * np.pi)
-    cyc = np.floor(phase / (2 * np.pi))
-    st = np.flatnonzero(np.diff(cyc) > 0) + 1
+    cycles = np.cumsum(f, dtype=np.float64) / sr + g.uniform(0, 1)
+    st = np.flatnonzero(np.diff(np.floor(cycles)) > 0) + 1  # one firing per cycle
     k = int(0.03 * sr)
     tk = np.arange(k) / sr
     kernel = np.exp(-tk / g.uniform(0.005, 0.015)) * np.sin(2 * np.pi * g.uniform(150, 400) * tk)
     amps = np.where(np.arange(st.size) % 2 == 0, 1.0, g.uniform(0.45, 0.85))
     pulses = _events(n, st, amps * (1 + 0.1 * g.standard_normal(st.size)), kernel)
     pulses /= pulses.std() + 1e-12
-    return pulses + 0.5 * np.sin(phase) + 0.1 * _noise(g, n, sr, 20, 2000, 2.0)
+    hum = np.sin(((cycles - np.floor(cycles)) * (2 * np.pi)).astype(np.float32))
+    return pulses + 0.5 * hum + 0.1 * _noise(g, n, sr, 20, 2000, 2.0)
 
 
 def _audio_kettle(g: Rng, n: int, sr: float) -> np.ndarray:
     """Kettle: sustained whistle at 1.5-3 kHz, slowly rising with vibrato, over bubbling."""
-    t = np.arange(n) / sr
-    f = g.uniform(1500, 3000) * (1 + g.uniform(0.05, 0.3) * t * sr / n) * (
-        1 + 0.01 * np.sin(2 * np.pi * g.uniform(4, 8) * t))
+    t = _time(n, sr)
+    f = g.uniform(1500, 3000) * (1 + g.uniform(0.05, 0.3) * t * (sr / n)) * (
+        1 + 0.01 * np.sin((2 * np.pi * g.uniform(4, 8)) * t))
     ramp = np.clip((t - g.uniform(0, 0.4) * n / sr) / g.uniform(0.2, 0.8), 0, 1)
     m = g.poisson(g.uniform(15, 40) * n / sr)
     k = int(g.uniform(0.01, 0.03) * sr)
     lumps = _events(n, g.integers(0, n, m), g.uniform(0.3, 1.0, m), np.hanning(k))
-    whistle = _harmonics(2 * np.pi * np.cumsum(f) / sr, (1, 0.15))
-    return 0.8 * ramp * whistle + 0.6 * lumps * _noise(g, n, sr, 100, 1200)
+    whistle = _harmonics(_phase(f, sr), (1, 0.15))
+    return 0.8 * ramp * whistle + 0.6 * lumps.astype(np.float32) * _noise(g, n, sr, 100, 1200)
 
 
 def _drill_speed(g: Rng, t: np.ndarray) -> np.ndarray:
@@ -457,9 +469,9 @@ def _drill_speed(g: Rng, t: np.ndarray) -> np.ndarray:
 
 def _audio_drill(g: Rng, n: int, sr: float) -> np.ndarray:
     """Drill: high 600-1200 Hz motor whine with harmonics, gear rattle and grinding hiss."""
-    speed = _drill_speed(g, np.arange(n) / sr)
-    phase = 2 * np.pi * np.cumsum(g.uniform(600, 1200) * (0.3 + 0.7 * speed)) / sr
-    whine = _harmonics(phase, (1, 0.5, 0.3)) * (1 + 0.3 * np.sin(phase / 8))
+    speed = _drill_speed(g, _time(n, sr))
+    f = g.uniform(600, 1200) * (0.3 + 0.7 * speed)
+    whine = _harmonics(_phase(f, sr), (1, 0.5, 0.3)) * (1 + 0.3 * np.sin(_phase(f, sr, 8)))
     return speed * (whine + 0.5 * _noise(g, n, sr, 2000, 7000))
 
 
@@ -637,6 +649,10 @@ class SyntheticWorld:
         base = np.random.default_rng([seed, 7]).standard_normal((self._BANK,) * 2,
                                                                dtype=np.float32)
         self._bank = np.tile(base, (2, 2))
+        # Room tone shared by every class (so a repeating bank teaches nothing about classes):
+        # 2**18 samples of pink noise, periodic by construction (inverse FFT).
+        self._room = _noise(np.random.default_rng([seed, 8]), 1 << 18, sample_rate, 20,
+                            sample_rate / 2, 1.0).astype(np.float32)
 
     @property
     def num_classes(self) -> int:
@@ -842,8 +858,8 @@ class SyntheticWorld:
         sig = _AUDIO[self.classes[class_id]](rng, n, sr)
         sig = sig * (rng.uniform(0.3, 0.9) / (np.abs(sig).max() + 1e-12))
         level = np.sqrt(np.mean(sig * sig)) * 10 ** (-rng.uniform(10, 30) / 20)
-        sig = sig + level * _noise(rng, n, sr, 20, sr / 2, 1.0)
-        return np.clip(sig, -1, 1).astype(np.float32)
+        room = np.take(self._room, np.arange(n) + rng.integers(self._room.size), mode="wrap")
+        return np.clip(sig + level * room, -1, 1).astype(np.float32)
 
     def audio(self, class_id: int, rng: Rng, seconds: float | None = None) -> np.ndarray:
         """Mono float32 waveform in [-1, 1] at `sample_rate`, `audio_seconds` long by default."""
