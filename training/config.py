@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
         "name": None,  # open_clip model name
         "pretrained": None,  # open_clip weights: a local file
         "seed": 0,  # random
+        "config": {},  # random: overrides of the preset, e.g. {vision: {image_size: 32}}
         # store hub weights inside trained checkpoints (one self-contained file):
         # auto = when the hub has at most embed_max_params parameters
         "embed": "auto",

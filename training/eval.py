@@ -28,7 +28,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from training.data import EvalSet  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.data import EvalSet, build_eval_dataset  # noqa: E402
+from training.model_io import model_encoders  # noqa: E402
 
 log = logging.getLogger(__name__)
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -148,22 +150,20 @@ def evaluate(encoders: dict[str, Encoder], text_model: Any | None, evalset: Eval
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """One readable line per metric family."""
+    """One short line: zero-shot per modality, retrieval averaged over modality pairs."""
     parts = []
     if "zero_shot" in metrics:
         parts.append("zero-shot top1 " + " ".join(
             f"{m}={v['top1']:.3f}" for m, v in metrics["zero_shot"].items()))
-    r1 = {p: v.get("R@1") for p, v in metrics["retrieval"].items()}
-    if r1:
-        parts.append("R@1 " + " ".join(f"{p}={v:.3f}" for p, v in r1.items()))
+    ret = list(metrics["retrieval"].values())
+    for key in ("R@1", "class@1"):
+        if ret and key in ret[0]:
+            parts.append(f"mean {key} {sum(r[key] for r in ret) / len(ret):.3f}")
     return " | ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Evaluate a checkpoint: ``--checkpoint`` + ``--config`` (for data.eval) + overrides."""
-    from training.config import load_config
-    from training.train import model_encoders
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, help="a trained checkpoint (model.pt)")
     p.add_argument("--config", help="training config YAML: its data.eval and eval sections")
@@ -177,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
         p.error("no evaluation set: give --config with data.eval or --data.eval.kind ...")
     device = torch.device(args.device)
     encoders, text_model, transforms = model_encoders(args.checkpoint, device)
-    from training.data import build_eval_dataset
     evalset = build_eval_dataset(cfg["data"]["eval"], transforms)
     metrics, sims = evaluate(encoders, text_model, evalset,
                              templates_from(cfg["eval"]["templates"]), device,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ class Hub(nn.Module, abc.ABC):
     @property
     def fingerprint(self) -> str:
         """Short identity of the hub weights (hub-feature cache names)."""
-        return hashlib.sha256(repr(sorted(self.reference.items())).encode()).hexdigest()[:16]
+        ref = json.dumps(self.reference, sort_keys=True, default=str)
+        return hashlib.sha256(ref.encode()).hexdigest()[:16]
 
     def embedded(self) -> tuple[ImageBindConfig, dict[str, torch.Tensor]] | None:
         """(config, state dict) to store inside trained checkpoints, or None if impossible."""
@@ -193,8 +195,15 @@ def load_hub(spec: dict[str, Any]) -> Hub:
         return OpenClipHub(str(name), str(pretrained))
     if kind == "random":
         preset, seed = spec.get("preset") or "tiny", int(spec.get("seed") or 0)
+        over = dict(spec.get("config") or {})
+        d = hub_config(get_config(preset)).to_dict()
+        for k, v in over.items():
+            if k not in d:
+                raise KeyError(f"hub.config: unknown key {k!r} (known: {sorted(d)})")
+            d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d[k], dict) else v
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = ImageBindModel(hub_config(get_config(preset)))
-        return ImageBindHub(model, {"kind": "random", "preset": preset, "seed": seed})
+            model = ImageBindModel(hub_config(ImageBindConfig.from_dict(d)))
+        return ImageBindHub(model, {"kind": "random", "preset": preset, "seed": seed,
+                                    "config": over})
     raise ValueError(f"unknown hub.kind {kind!r} (checkpoint | open_clip | random)")
