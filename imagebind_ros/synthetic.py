@@ -279,7 +279,6 @@ def _draw(canvas: np.ndarray, prims: list[Prim], cx: float, cy: float, s: float,
           flip: bool) -> None:
     """Rasterise unit-coordinate primitives as part labels (part p -> p + 1)."""
     co, si, fx = math.cos(angle), math.sin(angle), -1.0 if flip else 1.0
-
     unit = (1 << _SHIFT) * s * np.array([[fx * co, fx * si], [-si, co]])
     offset = (1 << _SHIFT) * np.array([cx, cy])
 
@@ -931,10 +930,14 @@ class SensorStream:
     plus `distractors` other classes. Every method is a pure function of time / sample index,
     so chunks of any size join seamlessly; segment joins are cross-faded."""
 
-    _FADE_S = 0.05
+    _AUDIO_FADE_S = 0.05
+    _IMU_FADE_S = 0.25
 
     def __init__(self, world: SyntheticWorld, seed: int, switch_seconds: float,
                  size: tuple[int, int], distractors: int) -> None:
+        if switch_seconds < 2 * self._IMU_FADE_S:
+            raise ValueError(f"switch_seconds must be >= {2 * self._IMU_FADE_S}, "
+                             f"got {switch_seconds}")
         self.world, self.seed, self.switch_seconds = world, seed, switch_seconds
         self.size = size
         self.distractors = min(distractors, world.num_classes - 1)
@@ -956,9 +959,14 @@ class SensorStream:
                                   % k_classes)
         return self._schedule[k]
 
+    def _segment(self, t: float) -> int:
+        if t < 0:
+            raise ValueError(f"stream time starts at 0, got {t}")
+        return int(t // self.switch_seconds)
+
     def class_at(self, t: float) -> int:
         """The class that is sounding (and shaking the IMU) at time `t` seconds."""
-        return self._segment_class(int(t // self.switch_seconds))
+        return self._segment_class(self._segment(t))
 
     def _make_camera(self, k: int) -> tuple[_Geometry, tuple[np.ndarray, ...]]:
         g = self._rng(1, k)
@@ -977,7 +985,7 @@ class SensorStream:
     def camera(self, t: float) -> Scene:
         """Aligned camera/depth/thermal frame at time `t`: the segment's static scene with fresh
         sensor noise per millisecond timestamp. `class_at(t)` tells which object sounds."""
-        geo, (img, depth, temp) = self._camera_seg(int(t // self.switch_seconds))
+        geo, (img, depth, temp) = self._camera_seg(self._segment(t))
         g = self._rng(2, int(round(t * 1000)))
         w = self.world
         boxes = np.array([o.box for o in geo.objects], np.int32)
@@ -988,24 +996,28 @@ class SensorStream:
     def _seg_len(self, rate: float) -> int:
         return round(self.switch_seconds * rate)
 
+    def _fade(self, rate: float, imu: bool = False) -> int:
+        return round((self._IMU_FADE_S if imu else self._AUDIO_FADE_S) * rate)
+
     def _make_audio(self, k: int) -> np.ndarray:
-        n = self._seg_len(self.world.sample_rate) + round(self._FADE_S * self.world.sample_rate)
+        n = self._seg_len(self.world.sample_rate) + self._fade(self.world.sample_rate)
         return self.world._audio_n(self._segment_class(k), self._rng(3, k), n)
 
     def _make_imu(self, k: int) -> np.ndarray:
-        n = self._seg_len(self.world.imu_rate) + round(self._FADE_S * 5 * self.world.imu_rate)
+        n = self._seg_len(self.world.imu_rate) + self._fade(self.world.imu_rate, imu=True)
         return self.world._imu_n(self._segment_class(k), self._rng(4, k), n)
 
     def audio(self, start: int, n: int) -> np.ndarray:
         """Audio samples [start, start + n) as float32 (e.g. 320-sample chunks = 20 ms)."""
-        return _continuous(start, n, self._seg_len(self.world.sample_rate),
-                           round(self._FADE_S * self.world.sample_rate), self._audio_seg, True)
+        sr = self.world.sample_rate
+        return _continuous(start, n, self._seg_len(sr), self._fade(sr), self._audio_seg, True)
 
     def imu(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """IMU rows [start, start + n) as (n, 6) float32 and their timestamps in seconds."""
-        data = _continuous(start, n, self._seg_len(self.world.imu_rate),
-                           round(self._FADE_S * 5 * self.world.imu_rate), self._imu_seg, False)
-        return data, (start + np.arange(n)) / self.world.imu_rate
+        rate = self.world.imu_rate
+        data = _continuous(start, n, self._seg_len(rate), self._fade(rate, imu=True),
+                           self._imu_seg, False)
+        return data, (start + np.arange(n)) / rate
 
 
 def _continuous(start: int, n: int, seg_len: int, fade: int, segment: Callable[[int], np.ndarray],
@@ -1013,8 +1025,9 @@ def _continuous(start: int, n: int, seg_len: int, fade: int, segment: Callable[[
     """Samples [start, start + n) of a signal made of segments of `seg_len` (each generated
     `fade` samples longer) cross-faded over `fade` samples at every join. Equal-power fades
     suit uncorrelated audio; linear fades keep a shared offset (gravity) constant."""
-    first = segment(start // seg_len)
-    out = np.empty((n,) + first.shape[1:], np.float32)
+    if start < 0:
+        raise ValueError(f"stream sample index starts at 0, got {start}")
+    out = np.empty((n,) + segment(start // seg_len).shape[1:], np.float32)
     i = start
     while i < start + n:
         k, j = divmod(i, seg_len)

@@ -253,6 +253,12 @@ def test_stream_is_consistent_and_continuous(world: SyntheticWorld) -> None:
     assert np.array_equal(st.camera(0.5).image, a.image)
     c = st.camera(2.5)
     assert st.class_at(2.5) in c.class_ids and not np.array_equal(c.boxes, a.boxes)
+    with pytest.raises(ValueError):
+        st.audio(-320, 320)
+    with pytest.raises(ValueError):
+        st.camera(-0.1)
+    with pytest.raises(ValueError):
+        world.stream(switch_seconds=0.2)
 
 
 def test_generation_is_fast_enough_for_training(small: SyntheticWorld) -> None:
