@@ -714,6 +714,7 @@ class SyntheticWorld:
                 clutter.append((kind, (cx - rx, cy - ry), (cx + rx, cy + ry),
                                 max(1, int(g.uniform(0.005, 0.02) * min(hw)))))
         objects: list[_Obj] = []
+        gap = max(2, round(0.02 * min(hw)))  # keep scene objects visibly apart
         for cid in class_ids:
             obj, f = None, factor
             while obj is None:
@@ -722,7 +723,7 @@ class SyntheticWorld:
                 for _ in range(40):
                     cand.x0 = int(g.integers(0, w - ow + 1))
                     cand.y0 = int(g.integers(0, h - oh + 1))
-                    if all(_disjoint(cand.box, o.box) for o in objects):
+                    if all(_disjoint(cand.box, o.box, gap) for o in objects):
                         obj = cand
                         break
                 f *= 0.8
@@ -920,8 +921,9 @@ class SyntheticWorld:
         return SensorStream(self, seed, switch_seconds, size, distractors)
 
 
-def _disjoint(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
+def _disjoint(a: np.ndarray, b: np.ndarray, gap: int) -> bool:
+    return bool(a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1]
+                or b[3] + gap <= a[1])
 
 
 class SensorStream:
