@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..model import ImageBindConfig, ImageBindModel
+from ..model import MODALITY_CONFIGS, ImageBindConfig, ImageBindModel, TrunkConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,13 @@ def input_shape(config: ImageBindConfig, modality: str) -> tuple[int, ...]:
     if modality == "imu":
         return (cfg.channels, cfg.num_samples)
     raise KeyError(f"unknown modality {modality!r}")
+
+
+def preprocessing_constants(config: ImageBindConfig, modality: str) -> dict[str, Any]:
+    """The modality's non-architecture config fields: what its input preparation needs."""
+    trunk = {f.name for f in dataclasses.fields(TrunkConfig)}
+    cfg = config.modality(modality)
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in trunk}
 
 
 def input_dtype(modality: str) -> np.dtype:
@@ -107,7 +114,7 @@ def single_modality_model(model: ImageBindModel, modality: str,
     cfg = model.config
     single = ImageBindConfig(name=cfg.name, out_embed_dim=cfg.out_embed_dim,
                              **{m: (getattr(cfg, m) if m == modality else None)
-                                for m in cfg.modalities})
+                                for m in MODALITY_CONFIGS})
     prefixes = tuple(f"{part}.{modality}." for part in (
         "modality_preprocessors", "modality_trunks", "modality_heads",
         "modality_postprocessors"))
@@ -175,12 +182,14 @@ class Manifest:
         return tuple(int(d) for d in self.entry(modality).input_shape[1:])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": MANIFEST_FORMAT, "config": self.config.to_dict(),
-                "opset": self.opset, "precision": self.precision,
-                "checkpoint": self.checkpoint, "versions": self.versions,
-                "preprocessing": {m: dataclasses.asdict(self.config.modality(m))
-                                  for m in self.encoders},
-                "encoders": {m: dataclasses.asdict(e) for m, e in self.encoders.items()}}
+        """The JSON document (tuples become lists, as they will on disk)."""
+        d = {"format": MANIFEST_FORMAT, "config": self.config.to_dict(),
+             "opset": self.opset, "precision": self.precision,
+             "checkpoint": self.checkpoint, "versions": self.versions,
+             "preprocessing": {m: preprocessing_constants(self.config, m)
+                               for m in self.encoders},
+             "encoders": {m: dataclasses.asdict(e) for m, e in self.encoders.items()}}
+        return json.loads(json.dumps(d))
 
     def write(self) -> Path:
         """Write ``manifest.json`` atomically next to the ONNX files."""

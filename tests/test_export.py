@@ -1,0 +1,201 @@
+"""ONNX export on the tiny preset: parity with torch, manifest round trip, damaged exports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imagebind_ros.inference import (ManifestError, OnnxRuntimeBackend, example_input,
+                                     export_onnx, load_manifest)
+from imagebind_ros.inference.export import MANIFEST_FORMAT, OPSET, fingerprint
+from imagebind_ros.inference.quantize import derived_model
+from imagebind_ros.model import ImageBindConfig, create_model, save_model
+
+pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")
+ort = pytest.importorskip("onnxruntime")
+
+MODALITIES = ("vision", "text", "audio", "depth", "thermal", "imu")
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def export_dir(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("onnx")
+    export_onnx(model, None, out, progress=False)
+    return out
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _session_output(path: Path, name: str, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {name: x})[0]
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_every_encoder_matches_torch(model: torch.nn.Module, export_dir: Path,
+                                     modality: str) -> None:
+    # Batch 3 differs from the export's example batch (2): the batch axis must be dynamic.
+    x = example_input(model.config, modality, batch=3, generator=torch.Generator().manual_seed(7))
+    want = model.encode(modality, x).detach().numpy()
+    got = _session_output(export_dir / f"{modality}.onnx", modality, x.numpy())
+    assert got.shape == (3, model.config.out_embed_dim)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_export_leaves_model_in_eval_mode(model: torch.nn.Module, export_dir: Path) -> None:
+    # IMU has Dropout(0.5) in its head: a model left in train mode would change its output.
+    x = example_input(model.config, "imu", batch=2, generator=torch.Generator().manual_seed(1))
+    assert not any(m.training for m in model.modules())
+    np.testing.assert_array_equal(model.encode("imu", x).detach().numpy(),
+                                  model.encode("imu", x).detach().numpy())
+
+
+def test_manifest_round_trip(model: torch.nn.Module, export_dir: Path) -> None:
+    on_disk = json.loads((export_dir / "manifest.json").read_text())
+    manifest = load_manifest(export_dir)
+    assert manifest.to_dict() == on_disk
+    assert on_disk["format"] == MANIFEST_FORMAT and on_disk["opset"] == OPSET
+    assert ImageBindConfig.from_dict(on_disk["config"]) == model.config
+    assert on_disk["versions"]["torch"] == torch.__version__
+    assert on_disk["preprocessing"]["audio"]["mean"] == model.config.audio.mean
+    assert on_disk["checkpoint"] is None  # random init: nothing to hash
+    for m in MODALITIES:
+        e = manifest.entry(m)
+        data = (export_dir / e.file).read_bytes()
+        assert e.sha256 == hashlib.sha256(data).hexdigest() and e.size == len(data)
+        assert e.input_shape[0] == "batch" and e.max_abs_diff is not None
+        assert e.max_abs_diff <= 1e-4
+    # Written back from the loaded object, the manifest is the same file.
+    manifest.write()
+    assert json.loads((export_dir / "manifest.json").read_text()) == on_disk
+
+
+def test_external_data_and_checkpoint_hash(model: torch.nn.Module, tmp_path: Path) -> None:
+    ckpt = tmp_path / "tiny.pt"
+    save_model(ckpt, model)
+    out = tmp_path / "ext"
+    export_onnx(model, ["depth"], out, checkpoint_path=ckpt, progress=False, external_data=True)
+    manifest = load_manifest(out)
+    assert manifest.checkpoint == {"path": str(ckpt),
+                                   "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+    e = manifest.entry("depth")
+    assert e.external_data == "depth.onnx.data" and (out / e.external_data).stat().st_size > 0
+    x = example_input(model.config, "depth", batch=1, generator=torch.Generator().manual_seed(2))
+    np.testing.assert_allclose(_session_output(out / "depth.onnx", "depth", x.numpy()),
+                               model.encode("depth", x).detach().numpy(), atol=1e-4, rtol=0)
+    # The weights file is part of the encoder's identity (engine and variant caches use it).
+    before = fingerprint(manifest, "depth")
+    e.external_data_sha256 = "0" * 64
+    assert fingerprint(manifest, "depth") != before
+
+
+def test_truncated_onnx_is_a_clear_error(export_dir: Path, tmp_path: Path) -> None:
+    d = _copy(export_dir, tmp_path / "trunc")
+    f = d / "vision.onnx"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ManifestError, match="vision.onnx has .* bytes.*truncated"):
+        load_manifest(d)
+    with pytest.raises(ManifestError, match="truncated"):
+        OnnxRuntimeBackend(d, modalities=["vision"])
+    # Even with the manifest edited to the truncated size and checks off, the runtime's own
+    # failure comes out as one clear error, not a crash.
+    man = json.loads((d / "manifest.json").read_text())
+    man["encoders"]["vision"]["size"] = f.stat().st_size
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ManifestError, match="ONNX Runtime cannot load .*vision.onnx"):
+        OnnxRuntimeBackend(d, modalities=["vision"], verify=False)
+
+
+def test_replaced_file_fails_the_hash_check(export_dir: Path, tmp_path: Path) -> None:
+    d = _copy(export_dir, tmp_path / "flip")
+    f = d / "audio.onnx"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF  # same size, different content
+    f.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="audio.onnx does not match the sha256"):
+        load_manifest(d)
+    load_manifest(d, verify=False)  # sizes alone cannot see it: that is what verify is for
+
+
+def test_mismatched_manifest_is_a_clear_error(export_dir: Path, tmp_path: Path) -> None:
+    d = _copy(export_dir, tmp_path / "swap")
+    man = json.loads((d / "manifest.json").read_text())
+    # The thermal graph placed under the depth entry, hashes updated to match: only the
+    # graph's own signature (input name) can tell, and the backend checks it.
+    shutil.copy(d / "thermal.onnx", d / "depth.onnx")
+    man["encoders"]["depth"].update(sha256=man["encoders"]["thermal"]["sha256"],
+                                    size=man["encoders"]["thermal"]["size"])
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ManifestError, match="mismatched manifest"):
+        OnnxRuntimeBackend(d, modalities=["depth"])
+    # A shape edited away from what the config implies.
+    man["encoders"]["vision"]["input_shape"] = ["batch", 3, 112, 112]
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ManifestError, match="'vision' says input"):
+        load_manifest(d)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not valid JSON"),
+    ('{"format": "something/else"}', "not an imagebind_ros ONNX manifest"),
+    (json.dumps({"format": MANIFEST_FORMAT, "config": {}}), "malformed"),
+])
+def test_bad_manifest_files(tmp_path: Path, content: str, match: str) -> None:
+    (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(ManifestError, match=match):
+        load_manifest(tmp_path)
+
+
+def test_missing_export_and_bad_modality(model: torch.nn.Module, tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="no ONNX export"):
+        load_manifest(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="cannot export modalities"):
+        export_onnx(model, ["sonar"], tmp_path, progress=False)
+
+
+def test_fp16_export_close_to_fp32(model: torch.nn.Module, tmp_path: Path) -> None:
+    export_onnx(model, ["audio"], tmp_path, fp16=True, progress=False)
+    manifest = load_manifest(tmp_path)
+    assert manifest.precision == "fp16"
+    x = example_input(model.config, "audio", batch=4, generator=torch.Generator().manual_seed(3))
+    got = _session_output(tmp_path / "audio.onnx", "audio", x.numpy())  # float32 in and out
+    want = model.encode("audio", x).detach().numpy()
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1)
+    assert got.dtype == np.float32 and cos.min() > 0.999
+    with pytest.raises(ValueError, match="fp16 export; it runs only as fp16"):
+        OnnxRuntimeBackend(tmp_path, precision="fp32")
+
+
+def test_int8_variant_is_cached_and_rebuilt_when_stale(
+        model: torch.nn.Module, export_dir: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    manifest = load_manifest(export_dir)
+    path = derived_model(manifest, "vision", "int8", cache_dir=tmp_path)
+    x = example_input(model.config, "vision", batch=4, generator=torch.Generator().manual_seed(4))
+    got = _session_output(path, "vision", x.numpy())
+    want = model.encode("vision", x).detach().numpy()
+    assert ((got * want).sum(1) / np.linalg.norm(got, axis=1)).min() > 0.99
+    stamp = path.stat().st_mtime_ns
+    assert derived_model(manifest, "vision", "int8", cache_dir=tmp_path) == path
+    assert path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    # Other options are another variant: the cached one is rebuilt, with one warning.
+    with caplog.at_level(logging.WARNING, logger="imagebind_ros.inference.quantize"):
+        derived_model(manifest, "vision", "int8", cache_dir=tmp_path, reduce_range=False)
+    assert [r.message for r in caplog.records if "rebuilding" in r.message]
