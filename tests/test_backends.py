@@ -1,0 +1,139 @@
+"""Runtime backends on the tiny preset: same embeddings as the torch model, clear errors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imagebind_ros.inference import (BackendUnavailable, OnnxRuntimeBackend, TorchBackend,
+                                     create_backend, example_input, export_onnx)
+from imagebind_ros.model import create_model
+
+pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")
+pytest.importorskip("onnxruntime")
+
+MODS = ("vision", "text", "imu")
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return create_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("onnx_backends")
+    export_onnx(model, MODS, out, progress=False, verify=False)
+    return out
+
+
+def _x(model: torch.nn.Module, modality: str, batch: int, seed: int = 0) -> torch.Tensor:
+    return example_input(model.config, modality, batch, torch.Generator().manual_seed(seed))
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("modality", MODS)
+def test_onnxruntime_fp32_matches_torch(model: torch.nn.Module, onnx_dir: Path,
+                                        modality: str) -> None:
+    backend = create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=[modality])
+    x = _x(model, modality, 5)
+    got = backend.encode(modality, x.numpy())
+    assert got.dtype == np.float32 and got.shape == (5, model.config.out_embed_dim)
+    np.testing.assert_allclose(got, model.encode(modality, x).detach().numpy(), atol=1e-4,
+                               rtol=0)
+
+
+def test_torch_backend_is_the_model(model: torch.nn.Module) -> None:
+    backend = create_backend("torch", model=model, device="cpu")
+    assert backend.name == "torch" and backend.modalities == model.modalities
+    for m in model.modalities:
+        x = _x(model, m, 2, seed=3)
+        np.testing.assert_allclose(backend.encode(m, x), model.encode(m, x).detach().numpy(), atol=1e-6)
+
+
+def test_reduced_precisions_stay_close(model: torch.nn.Module, onnx_dir: Path) -> None:
+    ref = create_backend("torch", model=model, device="cpu")
+    bf16 = create_backend("torch", model=model, device="cpu", precision="bf16")
+    int8 = create_backend("onnxruntime", onnx_dir=onnx_dir, precision="int8")
+    for m in MODS:
+        x = _x(model, m, 6, seed=4)
+        want = ref.encode(m, x)
+        assert _cos(bf16.encode(m, x), want).min() > 0.99
+        assert _cos(int8.encode(m, x), want).min() > 0.99
+        # Unit norm holds whatever the arithmetic precision.
+        np.testing.assert_allclose(np.linalg.norm(int8.encode(m, x), axis=1), 1.0, atol=1e-6)
+
+
+def test_batches_are_split_at_max_batch(model: torch.nn.Module, onnx_dir: Path) -> None:
+    whole = OnnxRuntimeBackend(onnx_dir, modalities=["vision"])
+    split = OnnxRuntimeBackend(onnx_dir, modalities=["vision"], max_batch=2)
+    x = _x(model, "vision", 5, seed=5).numpy()
+    np.testing.assert_allclose(split.encode("vision", x), whole.encode("vision", x), atol=1e-6)
+
+
+def test_input_forms_and_validation(model: torch.nn.Module, onnx_dir: Path) -> None:
+    backend = OnnxRuntimeBackend(onnx_dir, modalities=["vision", "text"])
+    x = _x(model, "vision", 1, seed=6)
+    one = backend.encode("vision", x[0])  # a single sample gets a batch axis
+    np.testing.assert_allclose(one, backend.encode("vision", x), atol=1e-6)
+    assert one.shape == (1, model.config.out_embed_dim)
+    assert backend.encode("vision", np.zeros((0, 3, 224, 224), np.float32)).shape == (0, 16)
+    with pytest.raises(ValueError, match=r"vision input must be \(B, 3, 224, 224\)"):
+        backend.encode("vision", np.zeros((2, 3, 112, 112), np.float32))
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        backend.encode("vision", bad)
+    with pytest.raises(KeyError, match="no 'audio' encoder"):
+        backend.encode("audio", np.zeros((1, 3, 1, 128, 204), np.float32))
+    ids = _x(model, "text", 2, seed=7)
+    with pytest.raises(TypeError, match="token ids"):
+        backend.encode("text", ids.float())
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 49408\)"):
+        backend.encode("text", ids + 49408)
+
+
+def test_create_backend_errors(model: torch.nn.Module, onnx_dir: Path) -> None:
+    with pytest.raises(ValueError, match="unknown backend 'tflite'"):
+        create_backend("tflite", model=model)
+    with pytest.raises(ValueError, match="needs a model"):
+        create_backend("torch", onnx_dir=onnx_dir)
+    with pytest.raises(ValueError, match="needs an export directory"):
+        create_backend("onnxruntime", model=model)
+    with pytest.raises(ValueError, match="no precision 'int4'"):
+        create_backend("onnxruntime", onnx_dir=onnx_dir, precision="int4")
+    with pytest.raises(KeyError, match=r"\['audio'\] are not in export"):
+        create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=["audio"])
+    with pytest.raises(BackendUnavailable, match="no backend can run here"):
+        create_backend("auto")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU fallback checks need a CPU-only host")
+def test_torch_fp16_needs_a_gpu(model: torch.nn.Module) -> None:
+    with pytest.raises(BackendUnavailable, match="fp16 needs a CUDA GPU"):
+        TorchBackend(model, precision="fp16", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU fallback checks need a CPU-only host")
+def test_auto_falls_back_on_cpu(model: torch.nn.Module, onnx_dir: Path,
+                                caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="imagebind_ros.inference.backends"):
+        backend = create_backend("auto", model=model, onnx_dir=onnx_dir)
+    assert isinstance(backend, OnnxRuntimeBackend) and backend.precision == "fp32"
+    skipped = [r.message for r in caplog.records if "skipping" in r.message]
+    assert any(s.startswith("backend auto: skipping tensorrt:") for s in skipped)
+    x = _x(model, "imu", 3, seed=8)
+    np.testing.assert_allclose(backend.encode("imu", x), model.encode("imu", x).detach().numpy(),
+                               atol=1e-4)
+    # With no export, auto lands on the torch model; asked for int8, on ONNX Runtime.
+    assert isinstance(create_backend("auto", model=model), TorchBackend)
+    assert create_backend("auto", model=model, onnx_dir=onnx_dir,
+                          precision="int8").name == "onnxruntime"
