@@ -56,7 +56,8 @@ def test_torch_backend_is_the_model(model: torch.nn.Module) -> None:
     assert backend.name == "torch" and backend.modalities == model.modalities
     for m in model.modalities:
         x = _x(model, m, 2, seed=3)
-        np.testing.assert_allclose(backend.encode(m, x), model.encode(m, x).detach().numpy(), atol=1e-6)
+        want = model.encode(m, x).detach().numpy()
+        np.testing.assert_allclose(backend.encode(m, x), want, atol=1e-6)
 
 
 def test_reduced_precisions_stay_close(model: torch.nn.Module, onnx_dir: Path) -> None:
