@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "imagebind_ros.onnx/1"
 MANIFEST_NAME = "manifest.json"
 OPSET = 18
-OUTPUT_NAME = "embedding"
+# Not "embedding": torch 2.11's exporter names aten.embedding's output that (text encoder).
+OUTPUT_NAME = "unit_embedding"
 # Protobuf cannot hold a file over 2 GiB; weights above this go to ``<file>.data``.
 EXTERNAL_DATA_BYTES = 1 << 30
 _CHUNK = 1 << 22

@@ -60,6 +60,7 @@ def _save(model: Any, dst: Path) -> Path:
                 if kv.key == "location":
                     kv.value = data.name
         onnx.save_model(model_final, str(tmp))
+        os.chmod(tmp_data, 0o644)  # onnx creates it private; the graph file is not
         os.replace(tmp_data, data)
     else:
         onnx.save_model(model, str(tmp))
@@ -75,7 +76,9 @@ def convert_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pa
                                                   convert_float_to_float16)
 
     model = onnx.load(os.fspath(src))
-    half = convert_float_to_float16(model, keep_io_types=True,
+    # The dynamo exporter records every value's type, so the converter's own shape inference
+    # (which cannot serialize a > 2 GiB ViT-H graph) is not needed.
+    half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
                                     op_block_list=DEFAULT_OP_BLOCK_LIST + FP32_OPS)
     del model
     return _save(half, Path(dst))
