@@ -191,7 +191,8 @@ class Trainer:
         o = self.cfg["optim"]
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, float(o["weight_decay"])), lr=float(o["lr"]),
-            betas=tuple(float(b) for b in o["betas"]), eps=float(o["eps"]))
+            betas=tuple(float(b) for b in o["betas"]), eps=float(o["eps"]),
+            fused=True)  # one kernel per step instead of a dozen per tensor
         self.total_steps = int(self.cfg["epochs"]) * self.plan.steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(int(o["warmup_steps"]), self.total_steps,
