@@ -417,6 +417,7 @@ class Trainer:
         self.save(self.out_dir / "model.pt", final=True)
         if self.rank == 0:
             self._write_reports(sims)
+            log.info("checkpoint %s saved after epoch %d", self.out_dir / "latest.pt", e + 1)
 
     def _write_reports(self, sims: dict[str, torch.Tensor]) -> None:
         out = {"name": self.cfg["name"], "stage": self.stage, "epochs": self.history}
