@@ -14,11 +14,12 @@ sha256 and the options are unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .export import EXTERNAL_DATA_BYTES, Manifest, fingerprint, sha256_file
 
@@ -69,18 +70,55 @@ def _save(model: Any, dst: Path) -> Path:
     return dst
 
 
+@contextlib.contextmanager
+def _reinferred(src: str | os.PathLike[str]) -> Iterator[Path]:
+    """A copy of the graph whose intermediate types come from onnx's own shape inference.
+
+    torch 2.11's exporter wrote intermediate shapes that onnx's inference contradicts (the
+    quantizer then stops with "Inferred shape and existing shape differ"), so they are
+    dropped and re-inferred. The copy sits next to ``src`` so it shares the external weights
+    file; ``infer_shapes_path`` works on graphs over 2 GiB where ``infer_shapes`` cannot.
+    """
+    import onnx
+
+    src = Path(src)
+    stripped = src.with_name(f".{src.stem}.stripped.onnx")
+    inferred = src.with_name(f".{src.stem}.inferred.onnx")
+    try:
+        graph = onnx.load(str(src), load_external_data=False)
+        del graph.graph.value_info[:]
+        onnx.save_model(graph, str(stripped))
+        onnx.shape_inference.infer_shapes_path(str(stripped), str(inferred))
+        yield inferred
+    finally:
+        stripped.unlink(missing_ok=True)
+        inferred.unlink(missing_ok=True)
+
+
+def _unique_node_names(model: Any) -> None:
+    """Rename repeated node names (the fp16 converter repeats a cast's name when one shared
+    initializer, e.g. deduplicated LayerNorm weights, feeds several kept-fp32 nodes)."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if node.name and node.name in seen:
+            node.name = f"{node.name}_{i}"
+        seen.add(node.name)
+
+
 def convert_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Write a float16 copy of an ONNX encoder (float32 I/O); ``dst`` may equal ``src``."""
     import onnx
     from onnxruntime.transformers.float16 import (DEFAULT_OP_BLOCK_LIST,
                                                   convert_float_to_float16)
 
-    model = onnx.load(os.fspath(src))
-    # The dynamo exporter records every value's type, so the converter's own shape inference
-    # (which cannot serialize a > 2 GiB ViT-H graph) is not needed.
+    with _reinferred(src) as typed:
+        model = onnx.load(str(typed))
+    # Types are already inferred: the converter's own inference would serialize the whole
+    # model in memory, impossible above 2 GiB (ViT-H).
     half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
                                     op_block_list=DEFAULT_OP_BLOCK_LIST + FP32_OPS)
     del model
+    _unique_node_names(half)
     return _save(half, Path(dst))
 
 
@@ -96,9 +134,10 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    quantize_dynamic(os.fspath(src), os.fspath(tmp), op_types_to_quantize=["MatMul", "Gemm"],
-                     per_channel=per_channel, reduce_range=reduce_range,
-                     weight_type=QuantType.QInt8)
+    with _reinferred(src) as typed:
+        quantize_dynamic(str(typed), os.fspath(tmp), op_types_to_quantize=["MatMul", "Gemm"],
+                         per_channel=per_channel, reduce_range=reduce_range,
+                         weight_type=QuantType.QInt8)
     os.replace(tmp, dst)
     return dst
 
