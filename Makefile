@@ -16,7 +16,7 @@ setup:
 	@PYTHON=$(PYTHON) VENV=$(abspath $(VENV)) bash scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	IMAGEBIND_ROS_REQUIRE_ROS=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/imagebind-ros run --params config/demo.yaml --duration 12 --table
