@@ -85,8 +85,13 @@ def make_key(checkpoint: str | os.PathLike[str] | None = None, preset: str | Non
 def get_shared_model(checkpoint: str | os.PathLike[str] | None = None,
                      preset: str | None = None, backend: str = "torch",
                      onnx_dir: str | os.PathLike[str] | None = None,
-                     precision: str | None = None, device: str | None = None) -> SharedModel:
+                     precision: str | None = None, device: str | None = None,
+                     threads: int = 0) -> SharedModel:
     """The process's model for these arguments, loaded on first request.
+
+    ``threads`` > 0 caps the CPU threads of the runtime (process-wide for torch; the first
+    request decides): on a small CPU, inference must leave a core to the middleware, or
+    subscriptions starve and high-rate messages (IMU, audio) are lost.
 
     Raises ``FileNotFoundError`` / ``CheckpointError`` (missing or mismatched checkpoint),
     ``ManifestError`` (bad export), ``BackendUnavailable`` or ``ValueError`` with a one-line
@@ -98,18 +103,21 @@ def get_shared_model(checkpoint: str | os.PathLike[str] | None = None,
     key = make_key(checkpoint, preset, backend, onnx_dir, precision, device)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(key)
+            if threads > 0:
+                torch.set_num_threads(threads)
+            _CACHE[key] = _load(key, threads)
         return _CACHE[key]
 
 
-def _load(key: ModelKey) -> SharedModel:
+def _load(key: ModelKey, threads: int) -> SharedModel:
     model = None
     # ONNX Runtime / TensorRT read their own artefacts; only torch and auto need the model.
     if backend_needs_model(key.backend) or not key.onnx_dir:
         model = create_model(key.preset or None, checkpoint=key.checkpoint or None,
                              device=key.device or "cpu")
     kwargs: dict[str, Any] = dict(model=model, onnx_dir=key.onnx_dir or None,
-                                  precision=key.precision or None, device=key.device or None)
+                                  precision=key.precision or None, device=key.device or None,
+                                  threads=threads or None)
     return SharedModel(key, create_backend(key.backend, **kwargs), model)
 
 

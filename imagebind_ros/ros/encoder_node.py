@@ -1,0 +1,449 @@
+"""Encoder node: sensor topics in, ImageBind embeddings and zero-shot labels out.
+
+One model per process (``model_cache``), whatever number of modalities and nodes use it.
+Subscription callbacks only convert cheap things and buffer; a worker thread takes the
+newest unprocessed input of each modality (older ones are dropped and counted) at most at
+``<modality>.max_rate_hz``, preprocesses it, encodes it and publishes:
+
+- ``embeddings/<modality>`` (``imagebind_ros/Embedding``): header = source stamp and frame;
+- ``zero_shot/<modality>`` (``imagebind_ros/ZeroShot``): top-k labels of the current set.
+
+Inputs use sensor-data QoS (best effort), outputs are reliable. Services: ``~/set_labels``
+(``SetLabels``) and ``~/embed_text`` (``EmbedText``); the ``labels``/``templates``
+parameters can also be set at runtime. Bad inputs are dropped with one rate-limited warning.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image, Imu
+
+from imagebind_ros import preprocess as pp
+from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
+from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.model_cache import SharedModel, get_shared_model
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
+                                          declare, run_node, sensor_qos)
+from imagebind_ros.srv import EmbedText, SetLabels
+from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
+from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier, read_labels
+
+NODE_NAME = "encoder_node"
+SENSOR_MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
+DEFAULT_TOPICS = {"vision": "camera/image_raw", "audio": "audio", "depth": "depth/image_raw",
+                  "thermal": "thermal/image_raw", "imu": "imu/data"}
+DEFAULT_RATES = {"vision": 10.0, "audio": 0.0, "depth": 10.0, "thermal": 10.0, "imu": 0.0}
+BAD_INPUT = (cv.ConversionError, StreamError, ValueError)
+
+
+@dataclass
+class _Input:
+    """One unit of work: an image message, or a ready audio/IMU window."""
+
+    stamp_ns: int
+    frame_id: str
+    payload: Any
+
+
+@dataclass
+class ModalityStats:
+    """Counters and recent timings of one modality (read by the runner and benchmarks)."""
+
+    received: int = 0
+    invalid: int = 0
+    published: int = 0
+    latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
+    inference_ms: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=2000))
+
+
+class EncoderNode(Node):
+    """Embeds camera, depth, thermal, audio and IMU streams with one shared model."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._warn = WarnLimiter(self.get_logger())
+        self._declare_parameters()
+        self.shared = self._load_model()
+        self.model_id = self.shared.model_id
+        self.config = self.shared.config
+        self.modalities = self._check_modalities()
+        self.stats = {m: ModalityStats() for m in self.modalities}
+        self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
+        self._gates = {m: StampGate() for m in ("vision", "depth", "thermal")}
+        self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
+                                                         RELIABLE_QOS)
+                                for m in self.modalities}
+        self._zero_shot_pubs = {m: self.create_publisher(ZeroShot, f"zero_shot/{m}",
+                                                         RELIABLE_QOS)
+                                for m in self.modalities}
+        self.classifier = self._setup_zero_shot()
+        self._subscribe()
+        services = MutuallyExclusiveCallbackGroup()
+        self.create_service(SetLabels, "~/set_labels", self._on_set_labels,
+                            callback_group=services)
+        self.create_service(EmbedText, "~/embed_text", self._on_embed_text,
+                            callback_group=services)
+        self.add_on_set_parameters_callback(self._on_parameters)
+        if self.p["stats_period_s"] > 0:
+            self.create_timer(self.p["stats_period_s"], self._log_stats)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="encoder-worker", daemon=True)
+        self._worker.start()
+        note = " RANDOM-INIT weights: outputs are meaningless" if self.shared.random_init else ""
+        self.get_logger().info(f"encoding {', '.join(self.modalities)} with "
+                               f"{self.shared.describe()}.{note}")
+
+    # ------------------------------------------------------------------ setup
+
+    def _declare_parameters(self) -> None:
+        def d(name: str, default: Any, text: str, read_only: bool = True) -> Any:
+            return declare(self, name, default, text, read_only)
+
+        p: dict[str, Any] = {}
+        p["checkpoint"] = d("checkpoint", "", "model checkpoint (.pt/.pth); empty = none")
+        p["preset"] = d("preset", "", "architecture preset (imagebind_huge, imagebind_small, "
+                        "tiny); with no checkpoint it is random-initialised (tests only)")
+        p["backend"] = d("backend", "torch", "runtime: torch, onnxruntime, tensorrt or auto")
+        p["onnx_dir"] = d("onnx_dir", "", "export directory for onnxruntime/tensorrt")
+        p["precision"] = d("precision", "", "fp32, bf16, fp16, int8; empty = backend default")
+        p["device"] = d("device", "", "torch device (cpu, cuda); empty = cuda if available")
+        p["threads"] = d("threads", -1, "CPU threads for inference (process-wide): -1 = all "
+                         "cores but one (left to ROS), 0 = the runtime's default")
+        p["modalities"] = d("modalities", list(SENSOR_MODALITIES),
+                            "sensor modalities to encode (vision, audio, depth, thermal, imu)")
+        for m in SENSOR_MODALITIES:
+            p[f"{m}.topic"] = d(f"{m}.topic", DEFAULT_TOPICS[m], f"input topic for {m}")
+            p[f"{m}.max_rate_hz"] = d(f"{m}.max_rate_hz", DEFAULT_RATES[m],
+                                      f"most {m} embeddings per second (0 = no limit)", False)
+        p["vision.compressed"] = d("vision.compressed", False,
+                                   "vision.topic is sensor_msgs/CompressedImage")
+        p["audio.hop_s"] = d("audio.hop_s", 0.5, "seconds between audio windows")
+        p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz "
+                                   "(0 = the first chunk's); other rates are refused")
+        p["audio.channels"] = d("audio.channels", 0, "expected channel count (0 = the first "
+                                "chunk's); other counts are refused")
+        p["audio.max_gap_s"] = d("audio.max_gap_s", 0.1, "stamp gaps up to this are filled "
+                                 "with silence, longer ones restart the window")
+        p["imu.hop_s"] = d("imu.hop_s", 0.5, "seconds between IMU windows")
+        p["imu.max_gap_s"] = d("imu.max_gap_s", 0.5, "IMU gaps longer than this restart the "
+                               "window (shorter ones are interpolated)")
+        p["imu.max_late_s"] = d("imu.max_late_s", 0.1, "how late (out of order) an IMU sample "
+                                "may arrive and still be used")
+        p["depth.min_valid_fraction"] = d("depth.min_valid_fraction", 0.01, "depth frames "
+                                          "with fewer valid pixels (finite, > 0) are dropped")
+        p["max_image_bytes"] = d("max_image_bytes", cv.MAX_IMAGE_BYTES,
+                                 "larger images are dropped")
+        p["labels"] = d("labels", Parameter.Type.STRING_ARRAY,
+                        "zero-shot labels (overrides labels_file)", False)
+        p["labels_file"] = d("labels_file", "", "file with one label per line", False)
+        p["templates"] = d("templates", list(DEFAULT_TEMPLATES),
+                           "prompt templates, each with one '{}' for the label", False)
+        p["top_k"] = d("top_k", 5, "labels per zero-shot result", False)
+        p["logit_scale"] = d("logit_scale", 100.0, "softmax temperature: scores = "
+                             "softmax(logit_scale * cosine)")
+        p["stats_period_s"] = d("stats_period_s", 30.0, "seconds between stats log lines "
+                                "(0 = never)")
+        self.p = p
+
+    def _load_model(self) -> SharedModel:
+        p = self.p
+        if not p["checkpoint"] and not p["preset"] and not p["onnx_dir"]:
+            raise StartupError("no model: set the 'checkpoint' parameter (or 'onnx_dir' for "
+                               "an export, or 'preset' for a random-init test model)")
+        threads = p["threads"] if p["threads"] >= 0 else max(1, (os.cpu_count() or 2) - 1)
+        return get_shared_model(p["checkpoint"] or None, p["preset"] or None, p["backend"],
+                                p["onnx_dir"] or None, p["precision"] or None,
+                                p["device"] or None, threads)
+
+    def _check_modalities(self) -> tuple[str, ...]:
+        mods = tuple(self.p["modalities"])
+        unknown = [m for m in mods if m not in SENSOR_MODALITIES]
+        if unknown or not mods:
+            raise StartupError(f"modalities {unknown or '[]'} not encodable; choose from "
+                               f"{', '.join(SENSOR_MODALITIES)}")
+        missing = [m for m in mods if m not in self.shared.modalities]
+        if missing:
+            raise StartupError(f"model {self.model_id} has no {', '.join(missing)} encoder "
+                               f"(has: {', '.join(self.shared.modalities)}); remove "
+                               "them from 'modalities'")
+        return mods
+
+    def _subscribe(self) -> None:
+        for m in self.modalities:
+            topic = self.p[f"{m}.topic"]
+            if m == "vision" and self.p["vision.compressed"]:
+                self.create_subscription(CompressedImage, topic, self._image_cb("vision"),
+                                         SENSOR_QOS)
+            elif m in ("vision", "depth", "thermal"):
+                self.create_subscription(Image, topic, self._image_cb(m), SENSOR_QOS)
+            elif m == "audio":
+                acfg: Any = self.config.modality("audio")
+                self._audio = AudioWindower(
+                    acfg.clip_duration, self.p["audio.hop_s"],
+                    self.p["audio.sample_rate"] or None, self.p["audio.channels"] or None,
+                    max_gap_s=self.p["audio.max_gap_s"])
+                self.create_subscription(AudioChunk, topic, self._audio_cb, sensor_qos(50))
+            else:
+                icfg: Any = self.config.modality("imu")
+                self._imu = ImuWindower(icfg.window_seconds, self.p["imu.hop_s"],
+                                        self.p["imu.max_late_s"], self.p["imu.max_gap_s"])
+                self.create_subscription(Imu, topic, self._imu_cb, sensor_qos(200))
+
+    def _setup_zero_shot(self) -> ZeroShotClassifier | None:
+        if "text" not in self.shared.modalities:
+            self.get_logger().warning(f"model {self.model_id} has no text encoder: zero-shot "
+                                      "labels are off")
+            return None
+        clf = ZeroShotClassifier(self.embed_texts, self.p["logit_scale"])
+        labels = self._labels_from(self.p["labels"], self.p["labels_file"])
+        if labels:
+            try:
+                clf.set_labels(labels, self.p["templates"])
+            except ValueError as e:
+                raise StartupError(f"zero-shot labels: {e}") from None
+        else:
+            self.get_logger().warning("no zero-shot labels (set 'labels' or 'labels_file', or "
+                                      "call ~/set_labels): only embeddings are published")
+        return clf
+
+    def _labels_from(self, labels: Sequence[str], labels_file: str) -> list[str]:
+        if labels:
+            return list(labels)
+        if labels_file:
+            try:
+                return read_labels(labels_file)
+            except OSError as e:
+                raise StartupError(f"cannot read labels_file {labels_file!r}: {e}") from None
+        return []
+
+    # ------------------------------------------------------------------ text
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Unit-norm text embeddings (N, D) with the shared model."""
+        tokens = pp.tokenize(texts, self.config.modality("text"))  # type: ignore[arg-type]
+        return self.shared.encode("text", tokens.numpy())
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _bad(self, modality: str, what: str, err: Exception) -> None:
+        self.stats[modality].invalid += 1
+        self._warn.warn(f"{modality}:{type(err).__name__}",
+                        f"{modality}: dropped {what}: {err}")
+
+    def _image_cb(self, modality: str) -> Any:
+        def callback(msg: Image | CompressedImage) -> None:
+            self.stats[modality].received += 1
+            stamp = cv.stamp_to_ns(msg.header.stamp)
+            try:
+                if len(msg.data) > self.p["max_image_bytes"]:
+                    raise cv.ConversionError(
+                        f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds the "
+                        f"{self.p['max_image_bytes'] / 2 ** 20:.0f} MiB limit")
+                self._gates[modality].check(stamp)
+            except BAD_INPUT as e:
+                self._bad(modality, "image", e)
+                return
+            self.mailbox.put(modality, _Input(stamp, msg.header.frame_id, msg))
+        return callback
+
+    def _audio_cb(self, msg: AudioChunk) -> None:
+        self.stats["audio"].received += 1
+        try:
+            x, rate = cv.audio_chunk_to_numpy(msg, self._audio.sample_rate,
+                                              self._audio.channels)
+            window = self._audio.push(x, rate, cv.stamp_to_ns(msg.header.stamp))
+        except BAD_INPUT as e:
+            self._bad("audio", "chunk", e)
+            return
+        if window is not None:
+            self.mailbox.put("audio", _Input(window.stamp_ns, msg.header.frame_id, window))
+
+    def _imu_cb(self, msg: Imu) -> None:
+        self.stats["imu"].received += 1
+        try:
+            sample, stamp = cv.imu_to_numpy(msg)
+            window = self._imu.push(sample, stamp)
+        except BAD_INPUT as e:
+            self._bad("imu", "sample", e)
+            return
+        if window is not None:
+            self.mailbox.put("imu", _Input(window.stamp_ns, msg.header.frame_id, window))
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            for modality, item in self.mailbox.take(timeout=0.2):
+                try:
+                    self._process(modality, item)
+                except BAD_INPUT as e:
+                    self._bad(modality, "input", e)
+                except Exception as e:  # keep the worker alive whatever one input does
+                    self.stats[modality].invalid += 1
+                    self._warn.warn(f"{modality}:internal", f"{modality}: failed on one "
+                                    f"input ({type(e).__name__}: {e}); continuing")
+
+    def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
+        """Preprocess one input into the model's (1, ...) batch (public for benchmarks)."""
+        cfg: Any = self.config.modality(modality)
+        data = item.payload
+        if modality == "audio":
+            return pp.audio_to_tensor(data.samples, data.sample_rate, cfg).unsqueeze(0)
+        if modality == "imu":
+            return pp.imu_to_tensor(data.samples, data.times, cfg).unsqueeze(0)
+        max_bytes = self.p["max_image_bytes"]
+        if isinstance(data, CompressedImage):
+            arr, enc = cv.compressed_to_numpy(data, max_bytes)
+        else:
+            arr, enc = cv.image_to_numpy(data, max_bytes)
+        if modality == "vision":
+            return pp.image_to_tensor(cv.to_rgb8(arr, enc), cfg).unsqueeze(0)
+        if modality == "depth":
+            if enc not in cv.DEPTH_ENCODINGS:
+                raise cv.ConversionError(f"depth must be 16UC1 (mm) or 32FC1 (m), got {enc}")
+            valid = cv.finite_fraction(arr)
+            if valid < self.p["depth.min_valid_fraction"]:
+                raise cv.ConversionError(f"depth frame has {valid:.1%} valid pixels (NaN, "
+                                         "Inf and 0 are no measurement)")
+            return pp.depth_to_tensor(arr, cfg, "mm" if enc == "16UC1" else "m").unsqueeze(0)
+        if enc not in ("mono8", "mono16", "16UC1", "32FC1"):
+            raise cv.ConversionError(f"thermal must be mono8, mono16 or 32FC1, got {enc}")
+        return pp.thermal_to_tensor(arr, cfg).unsqueeze(0)
+
+    def _process(self, modality: str, item: _Input) -> None:
+        t0 = time.perf_counter()
+        x = self.to_tensor(modality, item)
+        vector = self.shared.encode(modality, x.numpy())[0]
+        inference_ms = (time.perf_counter() - t0) * 1e3
+        header = cv.make_header(item.stamp_ns, item.frame_id)
+        self._embedding_pubs[modality].publish(Embedding(
+            header=header, modality=modality, model_id=self.model_id,
+            vector=vector.astype(np.float32).tolist(), inference_ms=float(inference_ms)))
+        if self.classifier is not None and self.classifier.ready:
+            top = self.classifier.top_k(vector, self.p["top_k"])
+            self._zero_shot_pubs[modality].publish(ZeroShot(
+                header=header, modality=modality, model_id=self.model_id,
+                results=[ClassHypothesis(class_id=lab, score=s) for lab, s in top]))
+        st = self.stats[modality]
+        st.published += 1
+        st.inference_ms.append(inference_ms)
+        st.latency_ms.append((self.get_clock().now().nanoseconds - item.stamp_ns) / 1e6)
+
+    # ------------------------------------------------------------------ labels
+
+    def _apply_labels(self, labels: Sequence[str], templates: Sequence[str] | None) -> str:
+        """Switch the label set; raises ValueError (old set kept) when it is unusable."""
+        if self.classifier is None:
+            raise ValueError(f"model {self.model_id} has no text encoder")
+        changed = self.classifier.set_labels(labels, templates)
+        n = len(self.classifier.labels)
+        return (f"{n} labels x {len(self.classifier.templates)} templates embedded" if changed
+                else f"{n} labels unchanged")
+
+    def _on_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        new = {p.name: p.value for p in params}
+        if {"labels", "labels_file", "templates"} & set(new):
+            labels = new.get("labels", self.p["labels"]) or []
+            labels_file = new.get("labels_file", self.p["labels_file"])
+            templates = new.get("templates", self.p["templates"])
+            try:
+                self._apply_labels(self._labels_from(labels, labels_file), templates)
+            except (ValueError, StartupError) as e:
+                self._warn.warn("labels", f"label change refused: {e}")
+                return SetParametersResult(successful=False, reason=str(e))
+        for name, value in new.items():
+            if name.endswith(".max_rate_hz"):
+                self.mailbox.set_max_rate(name.split(".")[0], float(value))
+            if name in self.p:
+                self.p[name] = value if value is not None else []
+        return SetParametersResult(successful=True)
+
+    def _on_set_labels(self, req: SetLabels.Request, resp: SetLabels.Response
+                       ) -> SetLabels.Response:
+        try:
+            resp.message = self._apply_labels(list(req.labels), list(req.templates) or None)
+        except ValueError as e:
+            self._warn.warn("labels", f"set_labels refused: {e}")
+            resp.success, resp.message = False, str(e)
+            return resp
+        resp.success = True
+        assert self.classifier is not None
+        # keep the parameters telling the truth (the callback sees no change to embed)
+        self.set_parameters([
+            Parameter("labels", Parameter.Type.STRING_ARRAY, list(self.classifier.labels)),
+            Parameter("templates", Parameter.Type.STRING_ARRAY,
+                      list(self.classifier.templates))])
+        return resp
+
+    def _on_embed_text(self, req: EmbedText.Request, resp: EmbedText.Response
+                       ) -> EmbedText.Response:
+        texts = list(req.texts)
+        try:
+            if "text" not in self.shared.modalities:
+                raise ValueError(f"model {self.model_id} has no text encoder")
+            if not texts or not all(t.strip() for t in texts):
+                raise ValueError("texts must be a non-empty list of non-empty strings")
+            t0 = time.perf_counter()
+            emb = self.embed_texts(texts)
+            ms = (time.perf_counter() - t0) * 1e3 / len(texts)
+        except ValueError as e:
+            resp.success, resp.message = False, str(e)
+            return resp
+        header = cv.make_header(self.get_clock().now().nanoseconds, "")
+        resp.embeddings = [Embedding(header=header, modality="text", model_id=self.model_id,
+                                     vector=v.tolist(), inference_ms=ms) for v in emb]
+        resp.success, resp.message = True, f"{len(texts)} texts embedded"
+        return resp
+
+    # ------------------------------------------------------------------ stats / shutdown
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per-modality counters and p50/p99 latency (ms) since start."""
+        boxes = self.mailbox.stats()
+        out = {}
+        for m, st in self.stats.items():
+            box = boxes.get(m)
+            lat = np.asarray(st.latency_ms) if st.latency_ms else np.full(1, np.nan)
+            out[m] = {"received": st.received, "invalid": st.invalid,
+                      "dropped": box.dropped if box else 0, "published": st.published,
+                      "latency_p50_ms": float(np.percentile(lat, 50)),
+                      "latency_p99_ms": float(np.percentile(lat, 99)),
+                      "restarts": self._restarts(m)}
+        return out
+
+    def _restarts(self, modality: str) -> int:
+        """Times the audio/IMU window restarted (stamp gaps or clock resets)."""
+        if modality == "audio":
+            return self._audio.restarts
+        return self._imu.restarts if modality == "imu" else 0
+
+    def _log_stats(self) -> None:
+        parts = [f"{m}: {s['published']} out, {s['dropped']} dropped, {s['invalid']} bad, "
+                 f"p50 {s['latency_p50_ms']:.0f} ms" for m, s in self.summary().items()]
+        self.get_logger().info("; ".join(parts))
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=10)
+        super().destroy_node()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``ros2 run imagebind_ros encoder_node`` / ``imagebind-ros-encoder``."""
+    return run_node(EncoderNode, NODE_NAME, argv)

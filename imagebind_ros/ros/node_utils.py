@@ -1,0 +1,115 @@
+"""Small pieces every imagebind_ros node shares: parameters, rate-limited warnings, startup
+errors, and a ``main`` that turns a failed start into one clear log line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+
+
+def sensor_qos(depth: int = 5) -> QoSProfile:
+    """REP 2003 sensor-data QoS (best effort, volatile); high-rate streams (IMU, audio) want a
+    deeper queue so a busy executor loses fewer samples."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+# Inputs: best effort, keep the last few. Outputs: reliable.
+SENSOR_QOS = sensor_qos()
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+
+# Errors a model load or a bad setting raises at start; anything else is a bug and is shown
+# with its traceback.
+STARTUP_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError,
+                                                  RuntimeError, ParameterException,
+                                                  NameValidationException)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start; the message is the one line the user sees."""
+
+
+def declare(node: Node, name: str, default: Any, description: str,
+            read_only: bool = False) -> Any:
+    """Declare a parameter with a description and return its value.
+
+    ``default`` may be a ``Parameter.Type`` for a typed parameter without a default (string
+    arrays): its value is then None unless set, returned as [] for array types.
+    """
+    desc = ParameterDescriptor(description=description, read_only=read_only)
+    value = node.declare_parameter(name, default, desc).value
+    if value is None and isinstance(default, Parameter.Type):
+        return []
+    return value
+
+
+class WarnLimiter:
+    """One warning per key per ``period_s``; the next one says how many were suppressed."""
+
+    def __init__(self, logger: Any, period_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger, self.period_s, self._clock = logger, period_s, clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.count = 0  # warnings requested (logged or suppressed)
+
+    def warn(self, key: str, text: str) -> bool:
+        """Log ``text`` unless ``key`` was logged within the period; True if logged."""
+        now = self._clock()
+        with self._lock:
+            self.count += 1
+            last = self._last.get(key)
+            if last is not None and now - last < self.period_s:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return False
+            more = self._suppressed.pop(key, 0)
+            self._last[key] = now
+        suffix = f" ({more} more like this in the last {self.period_s:g} s)" if more else ""
+        self._logger.warning(text + suffix)
+        return True
+
+
+def run_node(factory: Callable[..., Node], name: str,
+             argv: Sequence[str] | None = None) -> int:
+    """Entry point body for ``ros2 run`` / console scripts: start, spin, stop cleanly.
+
+    A ``StartupError`` or a known load error becomes one error line and exit status 1.
+    """
+    args = list(sys.argv if argv is None else argv)
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = factory()
+        except STARTUP_ERRORS as e:
+            rclpy.logging.get_logger(name).error(f"cannot start: {e}")
+            return 1
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
