@@ -15,6 +15,7 @@ import torch
 from imagebind_ros.inference import (ManifestError, OnnxRuntimeBackend, example_input,
                                      export_onnx, load_manifest)
 from imagebind_ros.inference.export import MANIFEST_FORMAT, OPSET, fingerprint
+from imagebind_ros.inference import quantize
 from imagebind_ros.inference.quantize import derived_model
 from imagebind_ros.model import ImageBindConfig, create_model, save_model
 
@@ -197,5 +198,23 @@ def test_int8_variant_is_cached_and_rebuilt_when_stale(
     assert path.stat().st_mtime_ns == stamp  # reused, not rebuilt
     # Other options are another variant: the cached one is rebuilt, with one warning.
     with caplog.at_level(logging.WARNING, logger="imagebind_ros.inference.quantize"):
-        derived_model(manifest, "vision", "int8", cache_dir=tmp_path, reduce_range=False)
+        derived_model(manifest, "vision", "int8", cache_dir=tmp_path,
+                      reduce_range=not quantize.int8_defaults()["reduce_range"])
     assert [r.message for r in caplog.records if "rebuilding" in r.message]
+
+
+def test_int8_default_follows_vnni(export_dir: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    manifest = load_manifest(export_dir)
+    sidecar = tmp_path / "imu.int8.json"
+    # 7-bit weights only where int16 pair sums could saturate (no VNNI).
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: {"avx2", "fma"})
+    derived_model(manifest, "imu", "int8", cache_dir=tmp_path)
+    assert json.loads(sidecar.read_text())["options"]["reduce_range"] is True
+    # The same cache on a VNNI CPU: another default, so the variant is rebuilt, not reused.
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    with caplog.at_level(logging.WARNING, logger="imagebind_ros.inference.quantize"):
+        derived_model(manifest, "imu", "int8", cache_dir=tmp_path)
+    assert json.loads(sidecar.read_text())["options"]["reduce_range"] is False
+    assert sum("rebuilding" in r.message for r in caplog.records) == 1

@@ -259,10 +259,19 @@ def _check_io(sess: Any, entry: Any, path: Path) -> None:
                             f"{want_in} -> {want_out}: mismatched manifest; re-export")
 
 
+# Why a precision is missing where users look for it first.
+_NO_PRECISION_HINT = {
+    ("onnxruntime", "bf16"): " (ONNX Runtime's CPU provider has no bfloat16 MatMul kernel on "
+                             "x86: use the torch backend's bf16 autocast, or onnxruntime int8)",
+    ("torch", "int8"): " (int8 runs on the onnxruntime backend, from an ONNX export)",
+}
+
+
 def _check_precision(kind: str, precision: str) -> None:
     if precision not in PRECISIONS[kind]:
         raise ValueError(f"{kind} backend has no precision {precision!r}; "
-                         f"choose from {', '.join(PRECISIONS[kind])}")
+                         f"choose from {', '.join(PRECISIONS[kind])}"
+                         + _NO_PRECISION_HINT.get((kind, precision), ""))
 
 
 def _select(available: Sequence[str], wanted: Iterable[str] | None, where: str

@@ -14,15 +14,17 @@ going forward. Opset 18 is the dynamo exporter's default in torch 2.9, carries
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -213,6 +215,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _check_opset(opset: int) -> None:
+    if opset < OPSET:
+        raise ValueError(f"opset {opset}: the dynamo exporter writes opset >= {OPSET} (it "
+                         "cannot convert these encoders down)")
+
+
 def _require_onnxscript() -> None:
     try:
         import onnxscript  # noqa: F401
@@ -247,6 +255,9 @@ def _export_one(model: ImageBindModel, modality: str, path: Path, opset: int,
         stale.unlink(missing_ok=True)
     program.save(str(path), external_data=external)
     del program
+    got = _default_opset(path)
+    if got != opset:  # the exporter falls back silently when it cannot convert the opset
+        raise ExportError(f"{path.name}: asked for opset {opset}, the exporter wrote {got}")
     shape_in: list[int | str] = ["batch", *input_shape(model.config, modality)]
     entry = EncoderEntry(
         file=path.name, sha256="", size=0, input_name=modality, input_shape=shape_in,
@@ -265,6 +276,13 @@ def _hash_files(path: Path, entry: EncoderEntry) -> EncoderEntry:
         entry.external_data_sha256 = sha256_file(data)
         entry.external_data_size = data.stat().st_size
     return entry
+
+
+def _default_opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _check_with_onnxruntime(path: Path, entry: EncoderEntry, x: torch.Tensor,
@@ -293,6 +311,7 @@ def export_onnx(model: ImageBindModel, modalities: Iterable[str] | None,
     ``external_data=None`` puts weights in a ``.data`` file only above 1 GiB (ViT-H vision).
     With ``verify`` each file is run once in ONNX Runtime and compared with torch.
     """
+    _check_opset(opset)
     _require_onnxscript()
     mods = list(model.modalities if modalities is None else modalities)
     missing = [m for m in mods if m not in model.modalities]
@@ -324,7 +343,6 @@ def export_onnx(model: ImageBindModel, modalities: Iterable[str] | None,
                         precision="fp16" if fp16 else "fp32", checkpoint=ckpt,
                         versions=_versions())
     return manifest.write()
-
 
 
 def load_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest:
@@ -401,3 +419,85 @@ def fingerprint(manifest: Manifest, modality: str) -> str:
 def module_bytes(module: nn.Module) -> int:
     """Bytes of a module's parameters and buffers (to decide on external data, to report)."""
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imagebind-ros export",
+        description="Export modality encoders to ONNX (one file per modality + manifest.json)."
+                    " Preprocessing stays outside the graphs (imagebind_ros.preprocess).")
+    p.add_argument("--checkpoint", help="imagebind_huge.pth or an imagebind_ros checkpoint "
+                   "(omit only for a random-init preset: tests and benchmarks)")
+    p.add_argument("--preset", default=None, help="architecture when the checkpoint carries "
+                   "no config (default imagebind_huge)")
+    p.add_argument("--modalities", default=None,
+                   help="comma-separated, e.g. vision,audio (default: every encoder)")
+    p.add_argument("--out", required=True, help="output directory")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="float16 graphs (float32 I/O): "
+                      "for GPUs and TensorRT FP16 engines")
+    prec.add_argument("--int8", action="store_true", help="also write dynamic-int8 variants "
+                      "(ONNX Runtime on CPU) to OUT/derived now, not on first use")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    p.add_argument("--external-data", choices=("auto", "always", "never"), default="auto",
+                   help="weights in <file>.data: auto = above 1 GiB (ViT-H vision)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip running each file once in ONNX Runtime against torch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``imagebind-ros export``: returns 0, or 2 after one ``error:`` line on stderr."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run_cli(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        # CheckpointError, ExportError and ManifestError are RuntimeErrors with full messages.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"imagebind-ros export: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from ..model import create_model
+
+    mods = None
+    if args.modalities:
+        mods = [m.strip() for m in args.modalities.split(",") if m.strip()]
+        if not mods:
+            raise ValueError("--modalities is empty")
+    _check_opset(args.opset)
+    if args.checkpoint is None:
+        print(f"imagebind-ros export: warning: no --checkpoint, exporting random-init "
+              f"{args.preset or 'imagebind_huge'} weights (for tests and benchmarks only)",
+              file=sys.stderr)
+    _require_onnxscript()
+    model = create_model(args.preset, checkpoint=args.checkpoint)
+    external = {"auto": None, "always": True, "never": False}[args.external_data]
+    path = export_onnx(model, mods, args.out, fp16=args.fp16,
+                       checkpoint_path=args.checkpoint, progress=not args.quiet,
+                       opset=args.opset, external_data=external, verify=args.verify)
+    manifest = load_manifest(path, verify=False)  # just written and hashed
+    del model
+    if args.int8:
+        from .quantize import derived_model
+        for m in tqdm(manifest.modalities, desc="int8", unit="encoder", disable=args.quiet):
+            derived_model(manifest, m, "int8")
+    for m, e in manifest.encoders.items():
+        total = e.size + (e.external_data_size or 0)
+        diff = "" if e.max_abs_diff is None else f", max |ONNX - torch| {e.max_abs_diff:.1e}"
+        extra = f" + {e.external_data}" if e.external_data else ""
+        print(f"{m}: {e.file}{extra} ({_human_bytes(total)}, input {e.input_shape}{diff})")
+    int8 = " and int8 variants in derived/" if args.int8 else ""
+    print(f"wrote {manifest.precision} export of {manifest.config.name}{int8} to "
+          f"{manifest.directory} (manifest {path.name})")
+    return 0

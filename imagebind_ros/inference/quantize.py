@@ -5,8 +5,11 @@
   in float16). This is the input TensorRT >= 11 needs for FP16 (it has no FP16 builder flag:
   every network is strongly typed), and what ONNX Runtime's CUDA provider runs fastest.
 * ``quantize_int8``: ONNX Runtime dynamic quantisation of every MatMul/Gemm weight to int8,
-  per output channel; activations are quantised per call. The CPU option: it moves a quarter
-  of the weight bytes and uses integer dot products.
+  per output channel; activations are quantised per call (the attention score/value
+  products, activation by activation, stay float32). The CPU option: it moves a quarter of
+  the weight bytes and uses integer dot products (AVX-512 VNNI where the CPU has it).
+  There is no bf16 ONNX variant: ONNX Runtime's CPU provider has no bfloat16 MatMul kernel
+  on x86 (bf16 on CPU is the torch backend's autocast).
 
 ``derived_model`` makes these next to an export once and reuses them while the source file's
 sha256 and the options are unchanged.
@@ -21,12 +24,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from .backends import cpu_flags
 from .export import EXTERNAL_DATA_BYTES, Manifest, fingerprint, sha256_file
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp16", "int8")
-INT8_DEFAULTS = {"per_channel": True, "reduce_range": True}
+
 # Kept in float32 by convert_fp16: statistics and norms over 1280 channels overflow in fp16.
 FP32_OPS = ["LayerNormalization", "ReduceL2", "ReduceSumSquare", "ReduceMean", "Sqrt", "Div",
             "Pow", "Softmax"]
@@ -122,22 +126,47 @@ def convert_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pa
     return _save(half, Path(dst))
 
 
+def int8_defaults() -> dict[str, bool]:
+    """Quantisation options for this CPU: 7-bit weights (``reduce_range``) only without VNNI.
+
+    Without VNNI, x86 multiplies u8*s8 pairs into saturating int16 sums (``vpmaddubsw``),
+    which 8-bit weights can overflow; VNNI sums in int32, so full 8-bit weights are safe
+    there and a little more accurate (the variant cache records the options, so a file made
+    on one kind of CPU is rebuilt, not reused, on the other).
+    """
+    vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
+    return {"per_channel": True, "reduce_range": not vnni}
+
+
+class _DropQuantizerAdvice(logging.Filter):
+    """The quantizer logs advice to the root logger on every call; it is not ours to show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str],
-                  per_channel: bool = True, reduce_range: bool = True) -> Path:
+                  per_channel: bool = True, reduce_range: bool | None = None) -> Path:
     """Dynamic int8 quantisation of MatMul/Gemm weights (QInt8, per channel by default).
 
-    ``reduce_range`` (7-bit weights) is on by default: CPUs without VNNI (this AVX2 EPYC)
-    multiply u8*s8 pairs into saturating int16 sums, and with 8-bit weights the tiny preset
-    fell to cosine 0.84 (IMU) against fp32; with 7 bits every encoder stays >= 0.999.
+    ``reduce_range=None`` takes this CPU's default (``int8_defaults``).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if reduce_range is None:
+        reduce_range = int8_defaults()["reduce_range"]
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    with _reinferred(src) as typed:
-        quantize_dynamic(str(typed), os.fspath(tmp), op_types_to_quantize=["MatMul", "Gemm"],
-                         per_channel=per_channel, reduce_range=reduce_range,
-                         weight_type=QuantType.QInt8)
+    quiet = _DropQuantizerAdvice()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        with _reinferred(src) as typed:
+            quantize_dynamic(str(typed), os.fspath(tmp),
+                             op_types_to_quantize=["MatMul", "Gemm"], per_channel=per_channel,
+                             reduce_range=reduce_range, weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(quiet)
     os.replace(tmp, dst)
     return dst
 
@@ -160,7 +189,7 @@ def derived_model(manifest: Manifest, modality: str, precision: str,
     dst = root / f"{modality}.{precision}.onnx"
     meta_path = dst.with_suffix(".json")
     if precision == "int8":  # record effective options, so a changed default is a miss
-        options = {**INT8_DEFAULTS, **options}
+        options = {**int8_defaults(), **options}
     want = {"source": fingerprint(manifest, modality), "precision": precision,
             "options": options}
     if dst.is_file() and meta_path.is_file():
