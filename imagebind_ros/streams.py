@@ -260,7 +260,7 @@ class _Slot:
     item: Any = None
     full: bool = False
     min_interval: float = 0.0
-    next_allowed: float = 0.0
+    last_taken: float = -float("inf")
     received: int = 0
     dropped: int = 0
     processed: int = 0
@@ -297,7 +297,7 @@ class Mailbox:
     def set_max_rate(self, key: str, hz: float) -> None:
         """At most ``hz`` items of ``key`` per second (0 = no limit)."""
         with self._cond:
-            self._slot(key).min_interval = 1.0 / hz if hz > 0 else 0.0
+            self._slot(key).min_interval = 1.0 / hz if hz > 0 else 0.0  # applies at once
             self._cond.notify_all()
 
     def _slot(self, key: str) -> _Slot:
@@ -323,7 +323,8 @@ class Mailbox:
         with self._cond:
             while not self._closed:
                 now = self.clock()
-                due = [k for k, s in self._slots.items() if s.full and s.next_allowed <= now]
+                due = [k for k, s in self._slots.items()
+                       if s.full and s.last_taken + s.min_interval <= now]
                 if due:
                     out = []
                     for k in due:
@@ -331,9 +332,10 @@ class Mailbox:
                         out.append((k, s.item))
                         s.item, s.full = None, False
                         s.processed += 1
-                        s.next_allowed = now + s.min_interval
+                        s.last_taken = now
                     return out
-                waits = [s.next_allowed - now for s in self._slots.values() if s.full]
+                waits = [s.last_taken + s.min_interval - now
+                         for s in self._slots.values() if s.full]
                 if deadline is not None:
                     waits.append(deadline - now)
                 wait = min(waits) if waits else None

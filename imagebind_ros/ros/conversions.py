@@ -77,12 +77,12 @@ def _check_size(height: int, width: int, what: str) -> None:
         raise ConversionError(f"{what} has zero size ({width}x{height})")
 
 
-def image_to_numpy(msg: Image, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[np.ndarray, str]:
-    """A ``sensor_msgs/Image`` -> (array, encoding); see the module docstring for shapes.
+def check_image(msg: Image, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[np.dtype, int]:
+    """Validate an Image's metadata without reading pixels -> (sample dtype, channels).
 
-    Checks, in this order, before reading any pixel: known encoding, size limit, non-zero
-    size, ``step`` at least one packed row, ``len(data) == step * height``. Row padding and
-    big-endian data are handled.
+    Cheap enough for a subscription callback. Checks, in this order: known encoding, size
+    limit, non-zero size, ``step`` at least one packed row and a whole number of samples,
+    ``len(data) == step * height``.
     """
     enc = msg.encoding
     if enc not in ENCODINGS:
@@ -104,6 +104,18 @@ def image_to_numpy(msg: Image, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[np.nda
     if step % dtype.itemsize:
         raise ConversionError(f"image step {step} is not a multiple of the {enc} sample "
                               f"size ({dtype.itemsize} bytes)")
+    return dtype, channels
+
+
+def image_to_numpy(msg: Image, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[np.ndarray, str]:
+    """A ``sensor_msgs/Image`` -> (array, encoding); see the module docstring for shapes.
+
+    ``check_image`` runs first, so nothing is read from a malformed message. Row padding and
+    big-endian data are handled.
+    """
+    dtype, channels = check_image(msg, max_bytes)
+    enc, h, w, step = msg.encoding, int(msg.height), int(msg.width), int(msg.step)
+    row = w * channels * dtype.itemsize
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
     buf = np.frombuffer(msg.data, np.uint8).reshape(h, step)[:, :row]
     arr = np.ascontiguousarray(buf).view(wire).reshape(h, w, channels)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -240,16 +241,19 @@ class EncoderNode(Node):
     # ------------------------------------------------------------------ callbacks
 
     def _bad(self, modality: str, what: str, err: Exception) -> None:
+        """Count and report a dropped input; one line per kind of problem per period."""
         self.stats[modality].invalid += 1
-        self._warn.warn(f"{modality}:{type(err).__name__}",
-                        f"{modality}: dropped {what}: {err}")
+        kind = re.sub(r"[-\d.]+", "#", str(err))  # same problem, other numbers: same key
+        self._warn.warn(f"{modality}:{kind}", f"{modality}: dropped {what}: {err}")
 
     def _image_cb(self, modality: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:
             self.stats[modality].received += 1
             stamp = cv.stamp_to_ns(msg.header.stamp)
             try:
-                if len(msg.data) > self.p["max_image_bytes"]:
+                if isinstance(msg, Image):
+                    cv.check_image(msg, self.p["max_image_bytes"])  # metadata only: cheap
+                elif len(msg.data) > self.p["max_image_bytes"]:
                     raise cv.ConversionError(
                         f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds the "
                         f"{self.p['max_image_bytes'] / 2 ** 20:.0f} MiB limit")
@@ -294,8 +298,8 @@ class EncoderNode(Node):
                     self._bad(modality, "input", e)
                 except Exception as e:  # keep the worker alive whatever one input does
                     self.stats[modality].invalid += 1
-                    self._warn.warn(f"{modality}:internal", f"{modality}: failed on one "
-                                    f"input ({type(e).__name__}: {e}); continuing")
+                    self._warn.warn(f"{modality}:{type(e).__name__}", f"{modality}: failed on "
+                                    f"one input ({type(e).__name__}: {e}); continuing")
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
         """Preprocess one input into the model's (1, ...) batch (public for benchmarks)."""
