@@ -235,8 +235,9 @@ class ImuWindower:
         horizon = newest - self.window_ns - self.max_late_ns
         while self._buf and self._buf[0][0] < horizon:
             self._buf.popleft()
-        oldest = min(t for t, _ in self._buf)
-        if newest - oldest < self.min_coverage * self.window_ns:
+        # arrival order is time order up to max_late_ns: the first sample stands for the
+        # oldest (O(1) per sample at 200 Hz instead of a scan of the window)
+        if newest - self._buf[0][0] < self.min_coverage * self.window_ns:
             return None
         if self._last_emit_ns is not None and newest - self._last_emit_ns < self.hop_ns:
             return None

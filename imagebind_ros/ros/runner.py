@@ -127,7 +127,8 @@ class Monitor:
     """Subscribes to the encoder's outputs like any other node and keeps the latest row per
     modality (latency = arrival time - source stamp, so it includes DDS and buffering)."""
 
-    def __init__(self, modalities: Sequence[str], sim: Any | None) -> None:
+    def __init__(self, modalities: Sequence[str], sim: Any | None,
+                 windows: dict[str, float]) -> None:
         import rclpy
 
         from imagebind_ros.msg import Embedding, ZeroShot
@@ -135,6 +136,7 @@ class Monitor:
 
         self.node = rclpy.create_node("imagebind_ros_monitor")
         self.sim = sim
+        self.windows = windows  # seconds of input behind one result (audio, IMU windows)
         self.rows = {m: _Row() for m in modalities}
         self._lock = threading.Lock()
         for m in modalities:
@@ -155,7 +157,7 @@ class Monitor:
         truth, correct = "", None
         top = msg.results[0] if msg.results else None
         if self.sim is not None and top is not None:
-            sounding, visible = self.sim.truth(stamp)
+            sounding, visible = self.sim.truth(stamp, self.windows.get(msg.modality, 0.0))
             if msg.modality in VISUAL:
                 truth, correct = "/".join(visible), top.class_id in visible
             else:
@@ -198,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="store_true",
                    help="print modality -> top label, score, latency while running")
     p.add_argument("--table-period", type=float, default=2.0, help="seconds between tables")
+    p.add_argument("--executor", choices=("multi", "single", "events"), default="multi",
+                   help="rclpy executor: multi-threaded (default), single-threaded, or the "
+                        "experimental C++ events executor (least overhead per message)")
     return p
 
 
@@ -261,8 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-
     from imagebind_ros.ros.node_utils import STARTUP_ERRORS
 
     rclpy.init(args=[])
@@ -284,11 +287,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         enc = nodes.get("encoder_node")
         monitor = None
         if args.table and enc is not None:
-            monitor = Monitor(enc.modalities, nodes.get("sim_sensors_node"))
+            cfg = enc.config
+            windows = {m: float(getattr(cfg.modality(m), attr)) for m, attr in
+                       (("audio", "clip_duration"), ("imu", "window_seconds"))
+                       if m in enc.modalities}
+            monitor = Monitor(enc.modalities, nodes.get("sim_sensors_node"), windows)
         if enc is not None and enc.shared.random_init:
             print(f"NOTE: {enc.model_id} is a RANDOM-INIT model (no checkpoint): the pipeline "
                   "runs, but its labels are meaningless.", flush=True)
-        executor = MultiThreadedExecutor()
+        executor = _executor(args.executor)
         for n in list(nodes.values()) + ([monitor.node] if monitor else []):
             executor.add_node(n)
         stop = threading.Event()
@@ -322,11 +329,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             rclpy.shutdown()
 
 
+def _executor(kind: str) -> Any:
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor()
+    return MultiThreadedExecutor() if kind == "multi" else SingleThreadedExecutor()
+
+
 def _drain(executor: Any, timeout: float = 5.0) -> None:
     """Wait for callbacks still running in the pool. rclpy 9.1's ``Executor.shutdown`` skips
     this wait and destroys its guard condition under them ("cannot use Destroyable")."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end and not all(f.done() for f in executor._futures[:]):
+    while time.monotonic() < end and not all(f.done() for f in
+                                             getattr(executor, "_futures", [])[:]):
         time.sleep(0.01)
 
 

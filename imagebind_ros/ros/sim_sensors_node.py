@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, Imu
 
@@ -51,7 +52,14 @@ class SimSensorsNode(Node):
             raise StartupError(f"unknown modalities in 'publish': {sorted(unknown)}")
         seed = d("seed", 0, "random seed of the synthetic world and stream")
         switch = d("switch_seconds", 4.0, "seconds before the sounding class changes")
-        distractors = d("distractors", 2, "extra (silent) objects in each camera frame")
+        distractors = d("distractors", 2, "extra (silent) objects in each camera frame "
+                        "(camera_mode scene)")
+        self.camera_mode = d("camera_mode", "scene", "scene: the stream's scene (sounding "
+                             "object + distractors, fresh noise per frame); object: one "
+                             "frame-filling object of the sounding class, static per segment "
+                             "(as the training renders)")
+        if self.camera_mode not in ("scene", "object"):
+            raise StartupError(f"camera_mode must be scene or object, got {self.camera_mode!r}")
         classes = d("num_classes", 8, "number of synthetic classes (2..8)")
         width, height = d("width", 640, "image width"), d("height", 480, "image height")
         self.camera_rate = d("camera_rate_hz", 30.0, "camera/depth/thermal frame rate")
@@ -80,6 +88,7 @@ class SimSensorsNode(Node):
             {"audio": AudioChunk, "imu": Imu}.get(m, Image),
             d(f"{m}.topic", TOPICS[m], f"output topic for {m}"), sensor_qos(QUEUE.get(m, 5)))
             for m in self.publish_modalities}
+        self._object_frames: tuple[int, Any] = (-1, None)
         self.t0_ns = self.get_clock().now().nanoseconds
         self._next = {"camera": 0, "audio": 0, "imu": 0}
         self.published = {m: 0 for m in self.publish_modalities}
@@ -96,12 +105,25 @@ class SimSensorsNode(Node):
     def _elapsed_ns(self) -> int:
         return self.get_clock().now().nanoseconds - self.t0_ns
 
-    def truth(self, stamp_ns: int) -> tuple[str, tuple[str, ...]]:
-        """(class sounding at this stamp, classes visible in its camera frame)."""
+    def truth(self, stamp_ns: int, window_s: float = 0.0) -> tuple[str, tuple[str, ...]]:
+        """(class sounding for most of the ``window_s`` before this stamp, classes visible in
+        the camera frame of this stamp): what a right zero-shot answer is."""
         t = max(0.0, (stamp_ns - self.t0_ns) / NS)
         names = self.world.classes
-        visible = self.stream.camera(t).class_ids
-        return names[self.stream.class_at(t)], tuple(names[int(c)] for c in visible)
+        times = np.linspace(max(0.0, t - window_s), t, 41)
+        sounding = np.bincount([self.stream.class_at(x) for x in times]).argmax()
+        return names[int(sounding)], tuple(names[int(c)] for c in self._frame(t).class_ids)
+
+    def _frame(self, t: float) -> Any:
+        """The camera/depth/thermal frame at stream time t (see camera_mode)."""
+        if self.camera_mode == "scene":
+            return self.stream.camera(t)
+        k = int(t // self.stream.switch_seconds)
+        if self._object_frames[0] != k:
+            rng = np.random.default_rng([self.world.seed, 5, k])
+            self._object_frames = (k, self.world.render(self.stream.class_at(t), rng,
+                                                        size=self.stream.size))
+        return self._object_frames[1]
 
     def _camera_tick(self) -> None:
         k = int(self._elapsed_ns() * self.camera_rate // NS)
@@ -109,7 +131,7 @@ class SimSensorsNode(Node):
             return
         self._next["camera"] = k + 1
         stamp = self.t0_ns + round(k * NS / self.camera_rate)
-        scene = self.stream.camera(k / self.camera_rate)
+        scene = self._frame(k / self.camera_rate)
         for m in ("vision", "depth", "thermal"):
             if m not in self.pubs:
                 continue
