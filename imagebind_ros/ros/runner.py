@@ -266,8 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     import rclpy
-    from imagebind_ros.ros.node_utils import STARTUP_ERRORS
+    from imagebind_ros.ros.node_utils import STARTUP_ERRORS, use_large_data_profile
 
+    use_large_data_profile()
     rclpy.init(args=[])
     nodes: dict[str, Any] = {}
     log = rclpy.logging.get_logger("imagebind_ros_run")

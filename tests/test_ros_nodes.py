@@ -1,0 +1,581 @@
+"""The encoder node over real DDS, in its own process, against the offline model.
+
+One encoder node (tiny model, saved to a checkpoint so both processes hold the same
+weights) runs as a child process started like ``ros2 run`` would; this process publishes
+sensor messages and checks what comes back: stamp, frame, dimension, unit norm and cosine
+>= 0.9999 with ``model.encode`` of the same data; zero-shot order, range and label changes;
+bad inputs (one warning, dropped, next valid input right). Also: startup failures, the
+single-process runner (``make demo``'s command) and the microphone without a sound card.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from ros_required import require_ros
+
+require_ros()
+from imagebind_ros.ros.node_utils import use_large_data_profile  # noqa: E402
+
+# This process publishes 0.9-50 MB images to another process: like the nodes, it needs the
+# large-message profile, read when the process's first DDS participant is created (no test
+# creates one while modules are being collected, so setting it here covers every test).
+use_large_data_profile()
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from sensor_msgs.msg import Image, Imu  # noqa: E402
+
+from imagebind_ros import preprocess as pp  # noqa: E402
+from imagebind_ros.model import create_model, get_config, save_model  # noqa: E402
+from imagebind_ros.msg import AudioChunk, Embedding, ZeroShot  # noqa: E402
+from imagebind_ros.ros import conversions as cv  # noqa: E402
+from imagebind_ros.ros.model_cache import clear, get_shared_model  # noqa: E402
+from imagebind_ros.ros.node_utils import RELIABLE_QOS, sensor_qos  # noqa: E402
+from imagebind_ros.srv import EmbedText, SetLabels  # noqa: E402
+from imagebind_ros.synthetic import SyntheticWorld, depth_to_mm, thermal_to_mono16  # noqa
+
+ROOT = Path(__file__).resolve().parents[1]
+NS = 1_000_000_000
+LABELS = ["dog", "car", "bird"]
+TEMPLATE = "a photo of a {}."
+MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
+TOPICS = {"vision": "camera/image_raw", "audio": "audio", "depth": "depth/image_raw",
+          "thermal": "thermal/image_raw", "imu": "imu/data"}
+NODE_MAIN = "import sys; from imagebind_ros.ros.encoder_node import main; sys.exit(main())"
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
+       "RCUTILS_COLORIZED_OUTPUT": "0"}
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class Child:
+    """A node process whose log lines are collected as they come."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", NODE_MAIN, *args], env=ENV,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def warnings(self, since: int = 0) -> list[str]:
+        return [ln for ln in self.lines[since:] if "WARN" in ln]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Harness:
+    """This process's side: publishers of every input, subscribers of every output."""
+
+    def __init__(self) -> None:
+        self.node = rclpy.create_node("encoder_test_harness")
+        types = {"vision": Image, "depth": Image, "thermal": Image, "audio": AudioChunk,
+                 "imu": Imu}
+        self.pubs = {m: self.node.create_publisher(types[m], TOPICS[m],
+                                                   sensor_qos({"imu": 200}.get(m, 50)))
+                     for m in MODALITIES}
+        self.embeddings: dict[str, list[Embedding]] = {m: [] for m in MODALITIES}
+        self.zero_shot: dict[str, list[ZeroShot]] = {m: [] for m in MODALITIES}
+        for m in MODALITIES:
+            self.node.create_subscription(Embedding, f"embeddings/{m}",
+                                          self.embeddings[m].append, RELIABLE_QOS)
+            self.node.create_subscription(ZeroShot, f"zero_shot/{m}",
+                                          self.zero_shot[m].append, RELIABLE_QOS)
+        self.set_labels = self.node.create_client(SetLabels, "encoder_node/set_labels")
+        self.embed_text = self.node.create_client(EmbedText, "encoder_node/embed_text")
+        self.set_params = self.node.create_client(SetParameters, "encoder_node/set_parameters")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def call(self, client: Any, request: Any, timeout: float = 30) -> Any:
+        assert client.wait_for_service(timeout_sec=timeout), f"{client.srv_name} missing"
+        future = client.call_async(request)
+        wait_for(future.done, timeout, f"{client.srv_name} response")
+        return future.result()
+
+    def output(self, modality: str, stamp_ns: int, timeout: float = 20,
+               zero_shot: bool = False) -> Any:
+        box = (self.zero_shot if zero_shot else self.embeddings)[modality]
+        return wait_for(lambda: next((e for e in list(box)
+                                      if cv.stamp_to_ns(e.header.stamp) == stamp_ns), None),
+                        timeout, f"{modality} output stamped {stamp_ns}")
+
+    def stamps(self, modality: str) -> set[int]:
+        return {cv.stamp_to_ns(e.header.stamp) for e in list(self.embeddings[modality])}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(path, create_model("tiny"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def offline(checkpoint: Path) -> Any:
+    return create_model(checkpoint=checkpoint)
+
+
+def encode(model: Any, modality: str, x: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return model.encode(modality, x[None]).numpy()[0]
+
+
+@pytest.fixture(scope="module")
+def graph(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    params = tmp_path_factory.mktemp("params") / "encoder.yaml"
+    params.write_text(f"""
+encoder_node:
+  ros__parameters:
+    checkpoint: {checkpoint}
+    labels: [{", ".join(LABELS)}]
+    templates: ["{TEMPLATE}"]
+    top_k: 3
+    stats_period_s: 0.0
+    vision: {{max_rate_hz: 0.0}}
+    depth: {{max_rate_hz: 0.0}}
+    thermal: {{max_rate_hz: 0.0}}
+""")
+    child = Child(["--ros-args", "--params-file", str(params)])
+    rclpy.init()
+    harness = Harness()
+    try:
+        wait_for(lambda: any("encoding vision" in ln for ln in child.lines)
+                 or child.proc.poll() is not None, 60, "the encoder node to start")
+        assert child.proc.poll() is None, "\n".join(child.lines)
+        for m, pub in harness.pubs.items():
+            wait_for(lambda: pub.get_subscription_count() > 0, 30, f"{m} subscription")
+        yield child, harness
+    finally:
+        harness.close()
+        rclpy.shutdown()
+        child.stop()
+
+
+_stamp = [1_000 * NS]
+
+
+def next_stamp(step_s: float = 1.0) -> int:
+    _stamp[0] += int(step_s * NS)
+    return _stamp[0]
+
+
+WORLD = SyntheticWorld(seed=3)
+
+
+def scene(class_id: int = 0) -> Any:
+    return WORLD.render(class_id, np.random.default_rng(class_id), size=(480, 640))
+
+
+# --------------------------------------------------------------------------- parity
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "mono8"])
+def test_vision_embedding_matches_offline(graph: Any, offline: Any, encoding: str) -> None:
+    _, h = graph
+    rgb = scene(1).image
+    if encoding == "mono8":
+        arr = rgb.mean(axis=2).astype(np.uint8)
+        ref = np.repeat(arr[:, :, None], 3, axis=2)
+    else:
+        arr = ref = rgb
+    stamp = next_stamp()
+    h.pubs["vision"].publish(cv.numpy_to_image(arr, encoding, cv.make_header(stamp, "cam_x")))
+    e = h.output("vision", stamp)
+    v = np.asarray(e.vector)
+    assert e.header.frame_id == "cam_x" and e.modality == "vision"
+    assert e.model_id == "tiny.pt:tiny" and v.shape == (16,) and e.inference_ms > 0
+    assert abs(np.linalg.norm(v) - 1) < 1e-5
+    want = encode(offline, "vision", pp.image_to_tensor(ref, offline.config.vision))
+    assert cosine(v, want) >= 0.9999
+
+
+@pytest.mark.parametrize("modality,encoding", [("depth", "16UC1"), ("depth", "32FC1"),
+                                               ("thermal", "mono16"), ("thermal", "32FC1"),
+                                               ("thermal", "mono8")])
+def test_depth_thermal_embeddings_match_offline(graph: Any, offline: Any, modality: str,
+                                                encoding: str) -> None:
+    _, h = graph
+    s = scene(2)
+    if modality == "depth":
+        arr = depth_to_mm(s.depth_m) if encoding == "16UC1" else s.depth_m.copy()
+        if encoding == "32FC1":
+            arr[:40, :100] = np.nan  # REP 118: no measurement; the rest is used
+        want = pp.depth_to_tensor(arr, offline.config.depth,
+                                  "mm" if encoding == "16UC1" else "m")
+    else:
+        arr = {"mono16": thermal_to_mono16(s.thermal), "32FC1": s.thermal,
+               "mono8": np.clip(s.thermal * 2, 0, 255).astype(np.uint8)}[encoding]
+        want = pp.thermal_to_tensor(arr, offline.config.thermal)
+    stamp = next_stamp()
+    h.pubs[modality].publish(cv.numpy_to_image(arr, encoding, cv.make_header(stamp, "th")))
+    e = h.output(modality, stamp)
+    v = np.asarray(e.vector)
+    assert e.header.frame_id == "th" and e.modality == modality and v.shape == (16,)
+    assert abs(np.linalg.norm(v) - 1) < 1e-5
+    assert cosine(v, encode(offline, modality, want)) >= 0.9999
+
+
+def test_audio_windows_match_offline_despite_bad_chunks(graph: Any, offline: Any) -> None:
+    child, h = graph
+    sr, chunk = 16000, 320
+    sig = WORLD.audio(4, np.random.default_rng(4), seconds=3.0)
+    t0 = next_stamp(100)
+    since = len(child.lines)
+    bad = {30: ("rate", AudioChunk(sample_rate=44100, channels=1, sample_format="S16LE",
+                                   data=bytes(2 * chunk))),
+           31: ("channels", AudioChunk(sample_rate=sr, channels=2, sample_format="S16LE",
+                                       data=bytes(4 * chunk))),
+           32: ("length", AudioChunk(sample_rate=sr, channels=1, sample_format="S16LE",
+                                     data=bytes(2 * chunk - 1))),
+           33: ("backwards", None)}
+    for j in range(len(sig) // chunk):
+        if j in bad:
+            kind, msg = bad[j]
+            if msg is None:  # a stale chunk from 100 ms ago
+                msg = cv.numpy_to_audio_chunk(sig[:chunk], sr)
+                msg.header = cv.make_header(t0 + (j - 5) * chunk * NS // sr, "mic")
+            else:
+                msg.header = cv.make_header(t0 + j * chunk * NS // sr, "mic")
+            h.pubs["audio"].publish(msg)
+        header = cv.make_header(t0 + j * chunk * NS // sr, "mic")
+        h.pubs["audio"].publish(cv.numpy_to_audio_chunk(sig[j * chunk:(j + 1) * chunk], sr,
+                                                       header))
+        time.sleep(0.004)
+    first_end = 2 * sr  # the first window: samples [0, 32000), stamped at its last sample
+    e = h.output("audio", t0 + (first_end - 1) * NS // sr)
+    assert e.header.frame_id == "mic" and len(e.vector) == 16
+    quantised = np.round(sig * 32768).clip(-32768, 32767) / 32768  # what S16LE carries
+    want = encode(offline, "audio",
+                  pp.audio_to_tensor(quantised[:first_end], sr, offline.config.audio))
+    assert cosine(np.asarray(e.vector), want) >= 0.9999
+    e2 = h.output("audio", t0 + (first_end + sr // 2 - 1) * NS // sr)  # hop 0.5 s later
+    want2 = encode(offline, "audio", pp.audio_to_tensor(
+        quantised[sr // 2:first_end + sr // 2], sr, offline.config.audio))
+    assert cosine(np.asarray(e2.vector), want2) >= 0.9999
+    warned = child.warnings(since)
+    for text in ("44100 Hz", "2 ch", "bytes", "backwards"):
+        assert sum(text in ln for ln in warned) == 1, (text, warned)
+
+
+def test_imu_window_resampled_from_irregular_stamps(graph: Any, offline: Any) -> None:
+    child, h = graph
+    cfg = offline.config.imu
+    rng = np.random.default_rng(5)
+    n = int(200 * (cfg.window_seconds + 0.6))
+    data, _ = WORLD.imu(5, rng, seconds=n / 200)
+    t0 = next_stamp(100)
+    stamps = t0 + (np.arange(n) * 5_000_000 + rng.integers(-1_500_000, 1_500_001, n))
+    order = np.arange(n)
+    for i in range(50, n - 1, 97):  # a few samples arrive one late (out of order)
+        order[[i, i + 1]] = order[[i + 1, i]]
+    since = len(child.lines)
+    published: list[int] = []
+    for k, i in enumerate(order):
+        if k == 300:
+            bad = cv.numpy_to_imu(np.full(6, np.nan), cv.make_header(int(stamps[i]), "imu"))
+            h.pubs["imu"].publish(bad)
+            late = cv.numpy_to_imu(data[0], cv.make_header(int(stamps[i]) - NS // 2, "imu"))
+            h.pubs["imu"].publish(late)  # 0.5 s too late: refused
+        h.pubs["imu"].publish(cv.numpy_to_imu(data[i], cv.make_header(int(stamps[i]), "imu")))
+        published.append(int(i))
+        time.sleep(0.0015)
+    got = wait_for(lambda: [e for e in list(h.embeddings["imu"])
+                            if cv.stamp_to_ns(e.header.stamp) >= t0], 20, "an IMU embedding")
+    e = got[0]
+    stamp = cv.stamp_to_ns(e.header.stamp)
+    assert e.header.frame_id == "imu" and len(e.vector) == 16
+    # the window = every valid sample published up to the one that completed it
+    upto = published[:published.index(int(np.flatnonzero(stamps == stamp)[0])) + 1]
+    want = encode(offline, "imu", pp.imu_to_tensor(
+        data[upto].astype(np.float64), (stamps[upto] - stamp) / NS, cfg))
+    assert cosine(np.asarray(e.vector), want) >= 0.9999
+    warned = child.warnings(since)
+    assert sum("NaN" in ln for ln in warned) == 1, warned
+    assert sum("backwards" in ln for ln in warned) == 1, warned
+
+
+# --------------------------------------------------------------------------- zero-shot
+
+
+def label_scores(offline: Any, labels: list[str], v: np.ndarray) -> np.ndarray:
+    tokens = pp.tokenize([TEMPLATE.format(lab) for lab in labels], offline.config.text)
+    with torch.inference_mode():
+        text = offline.encode("text", tokens).numpy()
+    logits = 100.0 * text @ v
+    p = np.exp(logits - logits.max())
+    return p / p.sum()
+
+
+def publish_image(h: Harness) -> int:
+    stamp = next_stamp()
+    h.pubs["vision"].publish(cv.numpy_to_image(scene(0).image, "rgb8",
+                                               cv.make_header(stamp, "cam")))
+    return stamp
+
+
+def test_zero_shot_scores_and_label_changes(graph: Any, offline: Any) -> None:
+    child, h = graph
+    stamp = publish_image(h)
+    z = h.output("vision", stamp, zero_shot=True)
+    v = np.asarray(h.output("vision", stamp).vector)
+    scores = [r.score for r in z.results]
+    assert [r.class_id for r in z.results] and len(z.results) == 3
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    want = dict(zip(LABELS, label_scores(offline, LABELS, v)))
+    for r in z.results:
+        assert abs(r.score - want[r.class_id]) < 1e-4
+    assert z.model_id == "tiny.pt:tiny" and z.header.frame_id == "cam"
+
+    resp = h.call(h.set_labels, SetLabels.Request(labels=["kettle", "drill"], templates=[]))
+    assert resp.success, resp.message
+    z = h.output("vision", publish_image(h), zero_shot=True)
+    assert sorted(r.class_id for r in z.results) == ["drill", "kettle"]
+
+    req = SetParameters.Request(parameters=[
+        Parameter("labels", Parameter.Type.STRING_ARRAY, ["fire", "rain", "engine", "bird"])
+        .to_parameter_msg()])
+    assert h.call(h.set_params, req).results[0].successful
+    z = h.output("vision", publish_image(h), zero_shot=True)
+    assert {r.class_id for r in z.results} <= {"fire", "rain", "engine", "bird"}
+    assert len(z.results) == 3
+
+    since = len(child.lines)
+    resp = h.call(h.set_labels, SetLabels.Request(labels=[], templates=[]))
+    assert not resp.success and "empty" in resp.message
+    req = SetParameters.Request(parameters=[
+        Parameter("labels", Parameter.Type.STRING_ARRAY, []).to_parameter_msg(),
+        Parameter("labels_file", Parameter.Type.STRING, "").to_parameter_msg()])
+    assert not h.call(h.set_params, req).results[0].successful
+    z = h.output("vision", publish_image(h), zero_shot=True)  # still running, old labels
+    assert {r.class_id for r in z.results} <= {"fire", "rain", "engine", "bird"}
+    assert sum("empty" in ln for ln in child.warnings(since)) >= 1
+    resp = h.call(h.set_labels, SetLabels.Request(labels=LABELS, templates=[TEMPLATE]))
+    assert resp.success
+
+
+def test_embed_text_service(graph: Any, offline: Any) -> None:
+    _, h = graph
+    resp = h.call(h.embed_text, EmbedText.Request(texts=["a dog", "a red car"]))
+    assert resp.success and len(resp.embeddings) == 2
+    with torch.inference_mode():
+        want = offline.encode("text", pp.tokenize(["a dog", "a red car"],
+                                                  offline.config.text)).numpy()
+    for e, w in zip(resp.embeddings, want):
+        assert e.modality == "text" and cosine(np.asarray(e.vector), w) >= 0.9999
+    assert not h.call(h.embed_text, EmbedText.Request(texts=[])).success
+
+
+# --------------------------------------------------------------------------- bad images
+
+
+def _bad_images() -> dict[str, tuple[Callable[[int], Image], str]]:
+    def img(**kw: Any) -> Callable[[int], Image]:
+        def make(stamp: int) -> Image:
+            base = dict(height=4, width=5, encoding="rgb8", step=15, data=bytes(60))
+            return Image(header=cv.make_header(stamp, "cam"), **{**base, **kw})
+        return make
+
+    def nan_depth(stamp: int) -> Image:
+        return cv.numpy_to_image(np.full((48, 64), np.nan, np.float32), "32FC1",
+                                 cv.make_header(stamp, "cam"))
+
+    def nan_thermal(stamp: int) -> Image:
+        t = scene(3).thermal.copy()
+        t[5, 5] = np.inf
+        return cv.numpy_to_image(t, "32FC1", cv.make_header(stamp, "cam"))
+
+    return {
+        "unknown encoding": (img(encoding="yuv422"), "unsupported image encoding"),
+        "zero width": (img(width=0, step=0, data=b""), "zero size"),
+        # mono8: the same problem in the same words would be rate-limited into silence
+        "zero height": (img(height=0, encoding="mono8", step=5, data=b""), "zero size"),
+        "step too short": (img(step=10, data=bytes(40)), "shorter than one row"),
+        "data length": (img(data=bytes(59)), "step * height"),
+        "50 MB": (img(height=4000, width=4400, step=13200, data=bytes(4000 * 13200)),
+                  "exceeds"),
+        "depth all NaN": (nan_depth, "valid pixels"),
+        "thermal Inf": (nan_thermal, "NaN or Inf"),
+    }
+
+
+BAD_IMAGES = _bad_images()
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGES))
+def test_bad_image_is_dropped_with_one_warning(graph: Any, offline: Any, case: str) -> None:
+    child, h = graph
+    make, text = BAD_IMAGES[case]
+    modality = "depth" if "depth" in case else "thermal" if "thermal" in case else "vision"
+    since = len(child.lines)
+    bad_stamps = [next_stamp() for _ in range(3)]
+    for s in bad_stamps:
+        h.pubs[modality].publish(make(s))
+        time.sleep(0.05)
+    wait_for(lambda: any(text in ln for ln in child.warnings(since)), 20, f"a '{text}' warning")
+    # then a valid input of the same modality is processed correctly
+    s = scene(3)
+    arr, enc, want = {
+        "vision": (s.image, "rgb8", pp.image_to_tensor(s.image, offline.config.vision)),
+        "depth": (depth_to_mm(s.depth_m), "16UC1",
+                  pp.depth_to_tensor(depth_to_mm(s.depth_m), offline.config.depth, "mm")),
+        "thermal": (thermal_to_mono16(s.thermal), "mono16",
+                    pp.thermal_to_tensor(thermal_to_mono16(s.thermal), offline.config.thermal)),
+    }[modality]
+    good = next_stamp()
+    h.pubs[modality].publish(cv.numpy_to_image(arr, enc, cv.make_header(good, "cam")))
+    e = h.output(modality, good)
+    assert cosine(np.asarray(e.vector), encode(offline, modality, want)) >= 0.9999
+    assert not set(bad_stamps) & h.stamps(modality)
+    assert sum(text in ln for ln in child.warnings(since)) == 1, child.warnings(since)
+    assert child.proc.poll() is None
+
+
+def test_image_stamps_going_backwards(graph: Any, offline: Any) -> None:
+    child, h = graph
+    since = len(child.lines)
+    newer = next_stamp()
+    h.pubs["vision"].publish(cv.numpy_to_image(scene(0).image, "rgb8",
+                                               cv.make_header(newer, "cam")))
+    h.output("vision", newer)
+    older = newer - NS // 2
+    h.pubs["vision"].publish(cv.numpy_to_image(scene(0).image, "rgb8",
+                                               cv.make_header(older, "cam")))
+    wait_for(lambda: any("backwards" in ln for ln in child.warnings(since)), 20,
+             "a backwards warning")
+    after = next_stamp()
+    h.pubs["vision"].publish(cv.numpy_to_image(scene(0).image, "rgb8",
+                                               cv.make_header(after, "cam")))
+    h.output("vision", after)
+    assert older not in h.stamps("vision")
+
+
+# --------------------------------------------------------------------------- startup
+
+
+def _plain_small_state(tmp: Path) -> Path:
+    path = tmp / "small_plain.pth"
+    torch.save(create_model("imagebind_small").state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("case,expect", [("missing", "checkpoint not found"),
+                                         ("garbage", "cannot read checkpoint"),
+                                         ("mismatch", "does not match model")])
+def test_bad_checkpoint_stops_the_node_with_one_error(tmp_path: Path, case: str,
+                                                      expect: str) -> None:
+    if case == "missing":
+        args = ["-p", f"checkpoint:={tmp_path / 'nope.pt'}"]
+    elif case == "garbage":
+        (tmp_path / "bad.pt").write_bytes(b"\x00not a checkpoint" * 100)
+        args = ["-p", f"checkpoint:={tmp_path / 'bad.pt'}"]
+    else:
+        args = ["-p", f"checkpoint:={_plain_small_state(tmp_path)}", "-p", "preset:=tiny"]
+    proc = subprocess.run([sys.executable, "-c", NODE_MAIN, "--ros-args", *args], env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    errors = [ln for ln in out if "ERROR" in ln]
+    assert proc.returncode == 1, out
+    assert len(errors) == 1 and expect in errors[0], out
+    assert not any("Traceback" in ln for ln in out)
+
+
+def test_model_cache_shares_one_instance(tmp_path: Path) -> None:
+    clear()
+    path = tmp_path / "m.pt"
+    save_model(path, create_model("tiny"))
+    a = get_shared_model(str(path), backend="torch")
+    b = get_shared_model(os.path.relpath(path), backend="torch")
+    c = get_shared_model(None, "tiny")
+    assert a is b and a is not c and a.model is not None
+    assert not a.random_init and c.random_init
+    assert a.config.to_dict() == get_config("tiny").to_dict()
+    clear()
+
+
+# --------------------------------------------------------------------------- runner, mic
+
+
+def test_runner_demo_prints_a_table_and_exits_zero() -> None:
+    demo = ROOT / "checkpoints" / "demo" / "demo.pt"
+    sets = [] if demo.is_file() else ["--set", "checkpoint:=", "--set", "preset:=tiny"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "imagebind_ros.cli", "run", "--params", "config/fusion.yaml",
+         "--params", "config/demo.yaml", "--duration", "9", "--table", "--table-period", "3",
+         *sets], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    tables = out.split("t=")[1:]
+    assert len(tables) >= 2
+    last = tables[-1]
+    for m in ("vision", "depth", "thermal", "audio"):
+        row = re.search(rf"^{m}\s+(\S+)\s+([\d.]+)\s+(\d+) ms.*?(\d+)$", last, re.M)
+        assert row and int(row.group(4)) > 0, (m, last)
+        assert 0 <= float(row.group(2)) <= 1
+    assert "1 model instance(s) in this process" in out
+
+
+def test_runner_rejects_unknown_parameters() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "imagebind_ros.cli", "run", "--set", "preset:=tiny",
+         "--set", "no_such_parameter:=3", "--duration", "1"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no_such_parameter" in proc.stdout + proc.stderr
+
+
+def test_microphone_without_device_exits_with_one_line() -> None:
+    sd = pytest.importorskip("sounddevice")
+    if any(d["max_input_channels"] > 0 for d in sd.query_devices()):
+        pytest.skip("this machine has an audio input device")
+    code = "import sys; from imagebind_ros.ros.microphone_node import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
+                          text=True, timeout=60)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, lines
+    assert "no audio input device" in lines[0]
