@@ -579,3 +579,61 @@ def test_microphone_without_device_exits_with_one_line() -> None:
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1, lines
     assert "no audio input device" in lines[0]
+
+
+# --------------------------------------------------------------------------- launch file
+
+
+def _launch_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fusion_launch",
+                                                  ROOT / "launch" / "fusion.launch.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports without launch_ros (guarded)
+    return module
+
+
+def test_launch_arguments_map_to_parameters_the_nodes_declare() -> None:
+    from imagebind_ros.ros.encoder_node import EncoderNode
+    from imagebind_ros.ros.microphone_node import MicrophoneNode
+    from imagebind_ros.ros.sim_sensors_node import SimSensorsNode
+
+    lm = _launch_module()
+    required = {"checkpoint", "preset", "backend", "modalities", "vision_topic",
+                "audio_topic", "depth_topic", "thermal_topic", "imu_topic", "labels_file",
+                "use_mic", "use_sim_sensors", "params_file"}
+    assert required <= set(lm.ARGUMENTS)
+    assert all(len(text) > 10 for _, text in lm.ARGUMENTS.values())
+    unmapped = set(lm.ARGUMENTS) - set(lm.PARAMETERS) - set(lm.SWITCHES) - {"params_file"}
+    assert not unmapped
+    assert lm.overrides({"checkpoint": "", "modalities": "vision, imu"}, "encoder_node") == {
+        "modalities": ["vision", "imu"]}
+    assert lm.overrides({"audio_topic": "mic"}, "microphone_node") == {"topic": "mic"}
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=(os.getpid() + 50) % 100 + 101)
+    nodes = []
+    try:
+        tiny = [Parameter("preset", value="tiny")]
+        nodes = [EncoderNode(context=ctx, parameter_overrides=tiny), SimSensorsNode(context=ctx),
+                 MicrophoneNode(context=ctx, parameter_overrides=[
+                     Parameter("wait_for_device", value=True)])]
+        by_name = {n.get_name(): n for n in nodes}
+        for arg, targets in lm.PARAMETERS.items():
+            for node, param in targets:
+                assert by_name[node].has_parameter(param), (arg, node, param)
+    finally:
+        for n in nodes:
+            n.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_launch_description_under_launch_ros() -> None:
+    pytest.importorskip("launch_ros", reason="launch_ros needs a full ROS 2 install")
+    from launch.actions import DeclareLaunchArgument
+
+    desc = _launch_module().generate_launch_description()
+    declared = [e for e in desc.entities if isinstance(e, DeclareLaunchArgument)]
+    assert {d.name for d in declared} == set(_launch_module().ARGUMENTS)
+    assert all(d.description for d in declared)

@@ -1,0 +1,106 @@
+"""Launch the imagebind_ros node graph (full ROS 2 install: Jazzy, Kilted).
+
+    ros2 launch imagebind_ros fusion.launch.py checkpoint:=/models/imagebind_huge.pth
+    ros2 launch imagebind_ros fusion.launch.py use_sim_sensors:=true \\
+        params_file:=$(ros2 pkg prefix imagebind_ros)/share/imagebind_ros/config/demo.yaml
+
+Parameters come from ``params_file`` (default: the package's config/fusion.yaml, the same
+file ``imagebind-ros run`` reads); a launch argument given on the command line overrides its
+parameter, one left empty keeps the file's value. ``ros2 launch ... --show-args`` lists
+every argument with its description. Without ``launch_ros`` (pip-only installs) this module
+still imports, so its argument table can be checked; use ``imagebind-ros run`` there.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+try:
+    from launch import LaunchContext, LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+    from launch_ros.substitutions import FindPackageShare
+except ImportError:  # pip-only install: the tables below stay importable
+    LaunchDescription = None  # type: ignore[assignment,misc]
+
+PACKAGE = "imagebind_ros"
+
+# name -> (default, description). An empty default means "keep the params file's value".
+ARGUMENTS: dict[str, tuple[str, str]] = {
+    "params_file": ("", "ROS 2 parameter file for all nodes (default: this package's "
+                        "config/fusion.yaml)"),
+    "checkpoint": ("", "model checkpoint: imagebind_huge.pth or a trained imagebind_ros .pt"),
+    "preset": ("", "architecture preset when the checkpoint carries no config "
+                   "(imagebind_huge, imagebind_small, tiny)"),
+    "backend": ("", "inference runtime: torch, onnxruntime, tensorrt or auto"),
+    "onnx_dir": ("", "export directory for the onnxruntime / tensorrt backends"),
+    "device": ("", "torch device, e.g. cuda or cpu"),
+    "modalities": ("", "comma-separated modalities to encode, e.g. vision,audio,imu"),
+    "vision_topic": ("", "camera topic (sensor_msgs/Image)"),
+    "depth_topic": ("", "depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m)"),
+    "thermal_topic": ("", "thermal topic (sensor_msgs/Image mono8/mono16/32FC1)"),
+    "audio_topic": ("", "audio topic (imagebind_ros/AudioChunk)"),
+    "imu_topic": ("", "IMU topic (sensor_msgs/Imu)"),
+    "labels_file": ("", "zero-shot labels, one per line"),
+    "use_encoder": ("true", "start the encoder node"),
+    "use_mic": ("false", "start the microphone node (sounddevice)"),
+    "use_sim_sensors": ("false", "start the simulated sensors (SYNTHETIC world)"),
+    "use_detector": ("false", "start the audio-prompted detector node"),
+    "use_memory": ("false", "start the cross-modal memory node"),
+}
+SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
+            "use_sim_sensors": "sim_sensors_node", "use_detector": "detector_node",
+            "use_memory": "memory_node"}
+# launch argument -> [(node, parameter)] it sets
+PARAMETERS: dict[str, list[tuple[str, str]]] = {
+    "checkpoint": [("encoder_node", "checkpoint")],
+    "preset": [("encoder_node", "preset")],
+    "backend": [("encoder_node", "backend")],
+    "onnx_dir": [("encoder_node", "onnx_dir")],
+    "device": [("encoder_node", "device")],
+    "modalities": [("encoder_node", "modalities")],
+    "labels_file": [("encoder_node", "labels_file")],
+    "audio_topic": [("encoder_node", "audio.topic"), ("sim_sensors_node", "audio.topic"),
+                    ("microphone_node", "topic")],
+    **{f"{m}_topic": [("encoder_node", f"{m}.topic"), ("sim_sensors_node", f"{m}.topic")]
+       for m in ("vision", "depth", "thermal", "imu")},
+}
+LIST_ARGUMENTS = ("modalities",)
+
+
+def overrides(values: dict[str, str], node: str) -> dict[str, Any]:
+    """The parameters of ``node`` set by non-empty launch arguments."""
+    out: dict[str, Any] = {}
+    for arg, targets in PARAMETERS.items():
+        value = values.get(arg, "")
+        for target, param in targets:
+            if target == node and value != "":
+                out[param] = ([v.strip() for v in value.split(",") if v.strip()]
+                              if arg in LIST_ARGUMENTS else value)
+    return out
+
+
+def _nodes(context: LaunchContext) -> list[Any]:
+    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    share = FindPackageShare(PACKAGE).perform(context)
+    params_file = values["params_file"] or os.path.join(share, "config", "fusion.yaml")
+    env = {}
+    if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:  # camera-sized best-effort messages
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config",
+                                                            "fastdds_large_data.xml")
+    return [Node(package=PACKAGE, executable=node, name=node, output="screen",
+                 parameters=[params_file, overrides(values, node)], additional_env=env)
+            for switch, node in SWITCHES.items()
+            if values[switch].strip().lower() in ("true", "1", "yes")]
+
+
+def generate_launch_description() -> Any:
+    if LaunchDescription is None:
+        raise ImportError("fusion.launch.py needs launch and launch_ros (a full ROS 2 "
+                          "install); without them use `imagebind-ros run`")
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=text)
+         for name, (default, text) in ARGUMENTS.items()]
+        + [OpaqueFunction(function=_nodes)])
