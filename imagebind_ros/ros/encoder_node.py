@@ -436,8 +436,9 @@ class EncoderNode(Node):
         return self._imu.restarts if modality == "imu" else 0
 
     def _log_stats(self) -> None:
-        parts = [f"{m}: {s['published']} out, {s['dropped']} dropped, {s['invalid']} bad, "
-                 f"p50 {s['latency_p50_ms']:.0f} ms" for m, s in self.summary().items()]
+        parts = [f"{m}: {s['received']} in, {s['published']} out, {s['dropped']} dropped, "
+                 f"{s['invalid']} bad, p50 {s['latency_p50_ms']:.0f} ms"
+                 for m, s in self.summary().items()]
         self.get_logger().info("; ".join(parts))
 
     def destroy_node(self) -> None:
