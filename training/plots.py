@@ -13,17 +13,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
+# one colour per modality in every panel and figure
+COLOURS = {"vision": "tab:blue", "text": "tab:gray", "audio": "tab:orange",
+           "depth": "tab:green", "thermal": "tab:red", "imu": "tab:purple"}
+
+
 def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
     """Loss per modality and emergent zero-shot top-1 / retrieval R@1 per epoch."""
     epochs = [h["epoch"] for h in history]
     fig, (ax_l, ax_z) = plt.subplots(1, 2, figsize=(11, 4))
     for m in history[0]["loss"] if history else []:
-        ax_l.plot(epochs, [h["loss"][m] for h in history], marker="o", label=m)
+        ax_l.plot(epochs, [h["loss"][m] for h in history], marker="o", label=m,
+                  color=COLOURS.get(m))
     ax_l.set(xlabel="epoch", ylabel="InfoNCE loss", title="training loss")
     evals = [(h["epoch"], h["eval"]) for h in history if h.get("eval")]
     for m in evals[0][1].get("zero_shot", {}) if evals else []:
         ax_z.plot([e for e, _ in evals], [v["zero_shot"][m]["top1"] for _, v in evals],
-                  marker="o", label=f"{m} zero-shot top-1")
+                  marker="o", label=f"{m} zero-shot top-1", color=COLOURS.get(m))
     if evals and "zero_shot" in evals[0][1]:
         chance = next(iter(evals[0][1]["zero_shot"].values()))["chance"]
         ax_z.axhline(chance, color="grey", linestyle=":", label="chance")

@@ -7,8 +7,16 @@ as the nodes do); images are kept as uint8 renders and preprocessed when loaded,
 uncached path pays for image preprocessing as a real data set would.
 
 Spec keys: ``n`` samples, ``seed``, ``split`` (train | val | test), ``classes`` (2-8),
-``world_seed``, ``image_size`` (render size), ``views`` (1, or 2 = also a horizontal flip of
-the image and of a paired depth/thermal map), ``modalities`` (eval sets only).
+``world_seed``, ``image_size`` (render size), ``modalities`` (eval sets only) and the
+augmentation (pair datasets):
+
+* ``views``: augmented views per sample (default 1: none; ``null``: unbounded, which rules
+  out the hub-feature cache). View 0 is always the plain pair; odd views are mirrored (image
+  and a paired depth/thermal map together);
+* ``crop``: ``[min, max]`` area fraction of a random crop of views >= 1 that keeps the
+  object whole (so the caption or sound still matches), cut at the same place from a paired
+  depth/thermal map (``training/augment.py``);
+* ``freq_mask``: audio views >= 1 get one frequency mask of up to this many mel bins.
 """
 
 from __future__ import annotations
@@ -22,11 +30,18 @@ from tqdm import tqdm
 
 from imagebind_ros.synthetic import SyntheticWorld, thermal_to_mono16
 
-from .data import (EvalSet, PairDataset, Transforms, register_eval_dataset,
-                   register_pair_dataset, stable_seed)
+from .augment import crop, frequency_mask, hflip, random_crop_box, view_rng
+from .data import (
+    EvalSet,
+    PairDataset,
+    Transforms,
+    register_eval_dataset,
+    register_pair_dataset,
+    stable_seed,
+)
 
 SPEC_KEYS = {"kind", "n", "seed", "split", "classes", "world_seed", "image_size", "views",
-             "modalities"}
+             "modalities", "crop", "freq_mask"}
 SPATIAL = ("depth", "thermal")
 
 
@@ -41,20 +56,27 @@ def world_from(spec: dict[str, Any]) -> SyntheticWorld:
                           image_size=int(spec.get("image_size", 112)))
 
 
+def raw_sensor(modality: str, sample: Any) -> np.ndarray:
+    """A depth (metres) or thermal (mono16 counts) map as the camera publishes it."""
+    return sample.depth_m if modality == "depth" else thermal_to_mono16(sample.thermal)
+
+
 def sensor_tensor(modality: str, sample: Any, world: SyntheticWorld,
                   transforms: Transforms) -> torch.Tensor:
     """One sample's ``modality`` as the node would preprocess what the sensor publishes."""
     if modality == "audio":
         return transforms.audio(sample.audio, world.sample_rate)
-    if modality == "depth":
-        return transforms.depth(sample.depth_m, units="m")
-    if modality == "thermal":
-        return transforms.thermal(thermal_to_mono16(sample.thermal))
+    if modality in SPATIAL:
+        return spatial_tensor(modality, raw_sensor(modality, sample), transforms)
     if modality == "imu":
         return transforms.imu(sample.imu, sample.imu_t)
     if modality == "text":
         return transforms.text([sample.caption])[0]
     raise ValueError(f"the synthetic world has no modality {modality!r}")
+
+
+def spatial_tensor(modality: str, raw: np.ndarray, transforms: Transforms) -> torch.Tensor:
+    return transforms.depth(raw, units="m") if modality == "depth" else transforms.thermal(raw)
 
 
 def _flip(x: torch.Tensor) -> torch.Tensor:
@@ -67,9 +89,20 @@ class SyntheticPairs(PairDataset):
     def __init__(self, spec: dict[str, Any], modality: str, transforms: Transforms) -> None:
         self.world = world_from(spec)
         self.modality = modality
-        self.num_views = int(spec.get("views", 1))
-        if self.num_views not in (1, 2):
-            raise ValueError(f"synthetic views must be 1 or 2, got {self.num_views}")
+        views = spec.get("views", 1)
+        self.num_views = None if views is None else int(views)
+        if self.num_views is not None and self.num_views < 1:
+            raise ValueError(f"synthetic views must be >= 1 or null (unbounded), got {views}")
+        self.crop = spec.get("crop")
+        if self.crop is not None and (not isinstance(self.crop, (list, tuple))
+                                      or len(self.crop) != 2):
+            raise ValueError(f"synthetic crop must be [min, max] area fractions, got "
+                             f"{self.crop!r}")
+        self.freq_mask = int(spec.get("freq_mask") or 0)
+        if self.freq_mask and modality != "audio":
+            raise ValueError(f"freq_mask applies to audio, not {modality!r}")
+        if self.num_views == 1 and (self.crop or self.freq_mask):
+            raise ValueError("crop/freq_mask augment views >= 1: set views > 1 (or null)")
         self.transforms = transforms
         self.split = str(spec.get("split", "train"))
         self.seed = stable_seed(spec.get("seed", 0), modality)
@@ -77,11 +110,18 @@ class SyntheticPairs(PairDataset):
         samples = self.world.dataset(n, self.split, self.seed, ("vision", modality))
         self.images = [s.image for s in samples]
         self.labels = [s.class_id for s in samples]
+        # raw maps are kept only where crops must cut them before preprocessing
+        self.raw = ([raw_sensor(modality, s) for s in samples]
+                    if self.crop and modality in SPATIAL else None)
+        h, w = self.world.image_hw
+        self.boxes = [s.box / np.array([w, h, w, h], np.float64) for s in samples]
         self.x = [sensor_tensor(modality, s, self.world, transforms)
                   for s in tqdm(samples, desc=f"preprocess {modality}", leave=False,
                                 disable=None)]
+        aug = "" if self.crop is None else f"/crop{list(self.crop)}"
+        aug += f"/fm{self.freq_mask}" if self.freq_mask else ""
         self._id = (f"synthetic/{self.world.seed}/{self.world.num_classes}/"
-                    f"{self.world.image_hw[0]}/{self.split}/{self.seed}")
+                    f"{self.world.image_hw[0]}/{self.split}/{self.seed}{aug}")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -90,12 +130,28 @@ class SyntheticPairs(PairDataset):
         return f"{self._id}/{index}"
 
     def load(self, index: int, view: int, image: bool = True) -> dict[str, torch.Tensor]:
-        flip = view % 2 == 1 and self.num_views == 2
-        x = self.x[index]
-        out = {self.modality: _flip(x) if flip and self.modality in SPATIAL else x}
+        x, img = self.x[index], self.images[index]
+        if view == 0 or self.num_views == 1:
+            out = {self.modality: x}
+            if image:
+                out["vision"] = self.transforms.image(img)
+            return out
+        flip = view % 2 == 1
+        rng = view_rng(self.seed, index, view)
+        h, w = self.world.image_hw
+        box = (random_crop_box(rng, self.crop, aspect=w / h, contain=self.boxes[index])
+               if self.crop else None)
+        if self.modality in SPATIAL and self.raw is not None and box is not None:
+            raw = crop(self.raw[index], box)
+            x = spatial_tensor(self.modality, hflip(raw) if flip else raw, self.transforms)
+        elif self.modality in SPATIAL and flip:
+            x = _flip(x)
+        if self.freq_mask:
+            x = frequency_mask(x, rng, self.freq_mask)
+        out = {self.modality: x}
         if image:
-            img = self.images[index][:, ::-1] if flip else self.images[index]
-            out["vision"] = self.transforms.image(np.ascontiguousarray(img))
+            img = crop(img, box) if box is not None else img
+            out["vision"] = self.transforms.image(hflip(img) if flip else img)
         return out
 
 
