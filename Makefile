@@ -19,7 +19,7 @@ test: setup
 	IMAGEBIND_ROS_REQUIRE_ROS=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
-	$(VENV)/bin/imagebind-ros run --params config/fusion.yaml --params config/demo.yaml --duration 20 --table
+	$(VENV)/bin/imagebind-ros run --params config/fusion.yaml --params config/demo.yaml --duration 20 --table --executor events
 
 demo-model: setup
 	$(PY) training/make_demo_model.py --out checkpoints/demo
