@@ -12,7 +12,6 @@ matplotlib.use("Agg")  # headless: robots and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-
 # one colour per modality in every panel and figure
 COLOURS = {"vision": "tab:blue", "text": "tab:gray", "audio": "tab:orange",
            "depth": "tab:green", "thermal": "tab:red", "imu": "tab:purple"}
