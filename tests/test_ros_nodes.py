@@ -36,7 +36,7 @@ use_large_data_profile()
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rcl_interfaces.srv import SetParameters, SetParametersAtomically  # noqa: E402
 from sensor_msgs.msg import Image, Imu  # noqa: E402
 
 from imagebind_ros import preprocess as pp  # noqa: E402
@@ -122,6 +122,8 @@ class Harness:
         self.set_labels = self.node.create_client(SetLabels, "encoder_node/set_labels")
         self.embed_text = self.node.create_client(EmbedText, "encoder_node/embed_text")
         self.set_params = self.node.create_client(SetParameters, "encoder_node/set_parameters")
+        self.set_params_atomically = self.node.create_client(
+            SetParametersAtomically, "encoder_node/set_parameters_atomically")
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -289,7 +291,8 @@ def test_audio_windows_match_offline_despite_bad_chunks(graph: Any, offline: Any
         time.sleep(0.004)
     first_end = 2 * sr  # the first window: samples [0, 32000), stamped at its last sample
     e = h.output("audio", t0 + (first_end - 1) * NS // sr)
-    assert e.header.frame_id == "mic" and len(e.vector) == 16
+    assert e.header.frame_id == "mic" and len(e.vector) == 16 and e.modality == "audio"
+    assert abs(np.linalg.norm(e.vector) - 1) < 1e-5
     quantised = np.round(sig * 32768).clip(-32768, 32767) / 32768  # what S16LE carries
     want = encode(offline, "audio",
                   pp.audio_to_tensor(quantised[:first_end], sr, offline.config.audio))
@@ -329,7 +332,8 @@ def test_imu_window_resampled_from_irregular_stamps(graph: Any, offline: Any) ->
                             if cv.stamp_to_ns(e.header.stamp) >= t0], 20, "an IMU embedding")
     e = got[0]
     stamp = cv.stamp_to_ns(e.header.stamp)
-    assert e.header.frame_id == "imu" and len(e.vector) == 16
+    assert e.header.frame_id == "imu" and len(e.vector) == 16 and e.modality == "imu"
+    assert abs(np.linalg.norm(e.vector) - 1) < 1e-5
     # the window = every valid sample published up to the one that completed it
     upto = published[:published.index(int(np.flatnonzero(stamps == stamp)[0])) + 1]
     want = encode(offline, "imu", pp.imu_to_tensor(
@@ -385,15 +389,26 @@ def test_zero_shot_scores_and_label_changes(graph: Any, offline: Any) -> None:
     assert {r.class_id for r in z.results} <= {"fire", "rain", "engine", "bird"}
     assert len(z.results) == 3
 
+    labels_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"labels_{os.getpid()}.txt"
+    labels_file.write_text("# from a file\nkettle\nfire\n", encoding="utf-8")
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("labels", Parameter.Type.STRING_ARRAY, []).to_parameter_msg(),
+        Parameter("labels_file", Parameter.Type.STRING, str(labels_file)).to_parameter_msg()])
+    assert h.call(h.set_params_atomically, req).result.successful
+    z = h.output("vision", publish_image(h), zero_shot=True)
+    assert sorted(r.class_id for r in z.results) == ["fire", "kettle"]
+    labels_file.unlink()
+
     since = len(child.lines)
     resp = h.call(h.set_labels, SetLabels.Request(labels=[], templates=[]))
     assert not resp.success and "empty" in resp.message
-    req = SetParameters.Request(parameters=[
+    req = SetParametersAtomically.Request(parameters=[
         Parameter("labels", Parameter.Type.STRING_ARRAY, []).to_parameter_msg(),
         Parameter("labels_file", Parameter.Type.STRING, "").to_parameter_msg()])
-    assert not h.call(h.set_params, req).results[0].successful
+    result = h.call(h.set_params_atomically, req).result
+    assert not result.successful and "empty" in result.reason
     z = h.output("vision", publish_image(h), zero_shot=True)  # still running, old labels
-    assert {r.class_id for r in z.results} <= {"fire", "rain", "engine", "bird"}
+    assert {r.class_id for r in z.results} == {"fire", "kettle"}
     assert sum("empty" in ln for ln in child.warnings(since)) >= 1
     resp = h.call(h.set_labels, SetLabels.Request(labels=LABELS, templates=[TEMPLATE]))
     assert resp.success
@@ -637,3 +652,137 @@ def test_launch_description_under_launch_ros() -> None:
     declared = [e for e in desc.entities if isinstance(e, DeclareLaunchArgument)]
     assert {d.name for d in declared} == set(_launch_module().ARGUMENTS)
     assert all(d.description for d in declared)
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+class InProcess:
+    """An encoder node and a publisher in one private context (DDS inside one process)."""
+
+    def __init__(self, overrides: dict[str, Any], msg_type: Any, topic: str) -> None:
+        from imagebind_ros.ros.encoder_node import EncoderNode
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=(os.getpid() + 7) % 100 + 101)
+        self.node = EncoderNode(context=self.ctx, parameter_overrides=[
+            Parameter(k, Parameter.Type.STRING_ARRAY, v) if isinstance(v, list)
+            else Parameter(k, value=v) for k, v in overrides.items()])
+        self.peer = rclpy.create_node("in_process_peer", context=self.ctx)
+        self.pub = self.peer.create_publisher(msg_type, topic, sensor_qos(5))
+        self.got: list[Any] = []
+        self.peer.create_subscription(ZeroShot, "zero_shot/vision", self.got.append,
+                                      RELIABLE_QOS)
+        self.peer.create_subscription(Embedding, "embeddings/vision", self.got.append,
+                                      RELIABLE_QOS)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        for n in (self.node, self.peer):
+            self.executor.add_node(n)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        wait_for(lambda: self.pub.get_subscription_count() > 0, 30, "subscription")
+
+    def publish_and_wait(self, msg: Any) -> tuple[Embedding, ZeroShot]:
+        stamp = cv.stamp_to_ns(msg.header.stamp)
+
+        def both() -> Any:
+            mine = [m for m in list(self.got) if cv.stamp_to_ns(m.header.stamp) == stamp]
+            e = [m for m in mine if isinstance(m, Embedding)]
+            z = [m for m in mine if isinstance(m, ZeroShot)]
+            return (e[0], z[0]) if e and z else None
+
+        self.pub.publish(msg)
+        return wait_for(both, 30, "embedding and zero-shot")
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+def test_compressed_camera_topic(checkpoint: Path, offline: Any) -> None:
+    from sensor_msgs.msg import CompressedImage
+
+    run = InProcess({"checkpoint": str(checkpoint), "modalities": ["vision"],
+                     "vision.compressed": True, "labels": LABELS}, CompressedImage,
+                    "camera/image_raw")
+    try:
+        rgb = scene(5).image
+        msg = cv.numpy_to_compressed(rgb, "rgb8", "png", cv.make_header(42 * NS, "cam"))
+        e, z = run.publish_and_wait(msg)
+    finally:
+        run.close()
+    want = encode(offline, "vision", pp.image_to_tensor(rgb, offline.config.vision))
+    assert cosine(np.asarray(e.vector), want) >= 0.9999  # PNG is lossless
+    assert len(z.results) == 3
+
+
+def test_onnxruntime_backend_parameter(offline: Any, tmp_path: Path) -> None:
+    from imagebind_ros.inference import export_onnx
+
+    export_onnx(offline, ["vision", "text"], tmp_path / "onnx", progress=False, verify=False)
+    run = InProcess({"backend": "onnxruntime", "onnx_dir": str(tmp_path / "onnx"),
+                     "modalities": ["vision"], "labels": LABELS, "templates": [TEMPLATE]},
+                    Image, "camera/image_raw")
+    try:
+        assert run.node.shared.backend.name == "onnxruntime"
+        rgb = scene(6).image
+        e, z = run.publish_and_wait(cv.numpy_to_image(rgb, "rgb8", cv.make_header(7 * NS, "c")))
+    finally:
+        run.close()
+    v = np.asarray(e.vector)
+    want = encode(offline, "vision", pp.image_to_tensor(rgb, offline.config.vision))
+    assert cosine(v, want) >= 0.9999 and e.model_id == "onnx:tiny"
+    scores = dict(zip(LABELS, label_scores(offline, LABELS, v)))  # ONNX text == torch text
+    for r in z.results:
+        assert abs(r.score - scores[r.class_id]) < 1e-3
+
+
+def test_sim_sensors_publish_the_stream_at_sensor_rates() -> None:
+    code = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "-p", "seed:=4"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    got: dict[str, list[Any]] = {"vision": [], "audio": [], "imu": [], "depth": []}
+    node = rclpy.create_node("sim_listener", context=ctx)
+    for m, typ in (("vision", Image), ("depth", Image), ("audio", AudioChunk), ("imu", Imu)):
+        node.create_subscription(typ, TOPICS[m], got[m].append,
+                                 sensor_qos({"imu": 200, "audio": 50}.get(m, 5)))
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    try:
+        wait_for(lambda: len(got["audio"]) > 5, 60, "sim audio")
+        t_start = time.monotonic()
+        marks = {m: len(v) for m, v in got.items()}
+        time.sleep(2.0)
+        elapsed = time.monotonic() - t_start
+        counts = {m: len(v) - marks[m] for m, v in got.items()}
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert 15 <= counts["vision"] / elapsed <= 33, counts  # 30 Hz (late frames are skipped)
+    assert 40 <= counts["audio"] / elapsed <= 60 and 150 <= counts["imu"] / elapsed <= 230
+    stream = SyntheticWorld(seed=4).stream(4, 4.0, (480, 640), 2)
+    audio = got["audio"]
+    stamps = np.array([cv.stamp_to_ns(a.header.stamp) for a in audio])
+    assert set(np.diff(stamps)) == {20_000_000}  # contiguous 20-ms chunks, none lost
+    # the chunk contents are the stream's samples (as S16LE); find the first chunk's index
+    first, _ = cv.audio_chunk_to_numpy(audio[0])
+    j0 = next(j for j in range(500)
+              if np.abs(stream.audio(j * 320, 320) - first[:, 0]).max() <= 1 / 32768)
+    for k in (1, len(audio) // 2, len(audio) - 1):
+        x, sr = cv.audio_chunk_to_numpy(audio[k])
+        assert sr == 16000 and np.abs(stream.audio((j0 + k) * 320, 320) - x[:, 0]).max() \
+            <= 1 / 32768
+    imu_t = np.array([cv.stamp_to_ns(m.header.stamp) for m in got["imu"]])
+    assert set(np.diff(imu_t)) <= {5_000_000, 4_999_999, 5_000_001}
+    frames = np.array([cv.stamp_to_ns(m.header.stamp) for m in got["vision"]])
+    steps = np.diff(frames) / (NS / 30)
+    assert np.allclose(steps, np.round(steps), atol=1e-3) and np.round(steps).min() >= 1
+    depth = [m for m in got["depth"] if cv.stamp_to_ns(m.header.stamp) in set(frames)]
+    assert depth and depth[0].encoding == "16UC1" and got["vision"][0].encoding == "rgb8"

@@ -42,8 +42,8 @@ class SharedModel:
         self.backend = backend
         self.model = model
         self.lock = threading.Lock()
-        ckpt = Path(key.checkpoint).name if key.checkpoint else "random-init"
-        self.model_id = f"{ckpt}:{self.config.name}"
+        source = key.checkpoint or key.onnx_dir
+        self.model_id = f"{Path(source).name if source else 'random-init'}:{self.config.name}"
 
     @property
     def config(self) -> ImageBindConfig:
