@@ -786,3 +786,67 @@ def test_sim_sensors_publish_the_stream_at_sensor_rates() -> None:
     assert np.allclose(steps, np.round(steps), atol=1e-3) and np.round(steps).min() >= 1
     depth = [m for m in got["depth"] if cv.stamp_to_ns(m.header.stamp) in set(frames)]
     assert depth and depth[0].encoding == "16UC1" and got["vision"][0].encoding == "rgb8"
+
+
+@pytest.fixture
+def pulse_source(tmp_path: Path) -> Any:
+    """A PulseAudio server with a null sink whose monitor is the default source (see
+    ../shared/AUDIO_TESTING.md): sounds played into it are what a microphone hears."""
+    import shutil
+
+    if not (shutil.which("pulseaudio") and shutil.which("pactl") and shutil.which("paplay")):
+        pytest.skip("needs pulseaudio, pactl, paplay (Debian: pulseaudio pulseaudio-utils "
+                    "libasound2-plugins)")
+    env = {**ENV, "XDG_RUNTIME_DIR": str(tmp_path)}
+    subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1"], env=env, check=True,
+                   capture_output=True, timeout=30)
+    try:
+        for cmd in (["load-module", "module-null-sink", "sink_name=vsink"],
+                    ["set-default-sink", "vsink"], ["set-default-source", "vsink.monitor"]):
+            subprocess.run(["pactl", *cmd], env=env, check=True, capture_output=True,
+                           timeout=30)
+        yield env
+    finally:
+        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=30)
+
+
+def test_microphone_captures_a_played_tone(pulse_source: dict[str, str],
+                                           tmp_path: Path) -> None:
+    import soundfile
+
+    tone = tmp_path / "tone.wav"
+    t = np.arange(int(16000 * 1.5)) / 16000
+    soundfile.write(tone, 0.3 * np.sin(2 * np.pi * 1000 * t), 16000)
+    code = "import sys; from imagebind_ros.ros.microphone_node import main; sys.exit(main())"
+    mic = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "-p", "device:=pulse",
+                            "-p", "frame_id:=mic_test"], env=pulse_source,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    got: list[AudioChunk] = []
+    node = rclpy.create_node("mic_listener", context=ctx)
+    node.create_subscription(AudioChunk, "audio", got.append, sensor_qos(50))
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    try:
+        wait_for(lambda: len(got) > 10 or mic.poll() is not None, 60, "microphone chunks")
+        assert mic.poll() is None, mic.stdout.read() if mic.stdout else ""
+        subprocess.run(["paplay", str(tone)], env=pulse_source, check=True, timeout=30)
+        time.sleep(0.5)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        mic.terminate()
+        mic.wait(timeout=10)
+    assert {(m.sample_rate, m.channels, m.sample_format, m.header.frame_id) for m in got} == {
+        (16000, 1, "S16LE", "mic_test")}
+    stamps = np.array([cv.stamp_to_ns(m.header.stamp) for m in got])
+    assert set(np.diff(stamps)) == {20_000_000}  # sample-clock stamps, no chunk lost
+    x = np.concatenate([cv.audio_chunk_to_numpy(m)[0][:, 0] for m in got])
+    rms = np.array([np.sqrt(np.mean(x[i:i + 8000] ** 2)) for i in range(0, len(x) - 8000, 400)])
+    loud = x[int(np.argmax(rms)) * 400:][:8000]
+    spectrum = np.abs(np.fft.rfft(loud * np.hanning(len(loud))))
+    assert abs(np.argmax(spectrum) * 16000 / len(loud) - 1000) <= 4  # 2-Hz bins
+    assert abs(rms.max() - 0.3 / np.sqrt(2)) < 0.02  # the level played
