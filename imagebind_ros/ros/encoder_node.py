@@ -154,8 +154,9 @@ class EncoderNode(Node):
         p["templates"] = d("templates", list(DEFAULT_TEMPLATES),
                            "prompt templates, each with one '{}' for the label", False)
         p["top_k"] = d("top_k", 5, "labels per zero-shot result", False)
-        p["logit_scale"] = d("logit_scale", 100.0, "softmax temperature: scores = "
-                             "softmax(logit_scale * cosine)")
+        p["logit_scale"] = d("logit_scale", 0.0, "zero-shot scores = softmax(logit_scale * "
+                             "cosine); 0 = the model's learned text temperature (100 where "
+                             "the backend cannot tell)")
         p["stats_period_s"] = d("stats_period_s", 30.0, "seconds between stats log lines "
                                 "(0 = never)")
         self.p = p
@@ -209,7 +210,13 @@ class EncoderNode(Node):
             self.get_logger().warning(f"model {self.model_id} has no text encoder: zero-shot "
                                       "labels are off")
             return None
-        clf = ZeroShotClassifier(self.embed_texts, self.p["logit_scale"])
+        scale, source = self.p["logit_scale"], "parameter logit_scale"
+        if scale <= 0:
+            learned = self.shared.text_logit_scale()
+            scale, source = ((learned, "the model's learned text temperature") if learned
+                             else (100.0, "CLIP's default; this backend hides the learned one"))
+        self.get_logger().info(f"zero-shot scores: softmax({scale:.4g} * cosine), {source}")
+        clf = ZeroShotClassifier(self.embed_texts, scale)
         labels = self._labels_from(self.p["labels"], self.p["labels_file"])
         if labels:
             try:
@@ -416,16 +423,19 @@ class EncoderNode(Node):
     # ------------------------------------------------------------------ stats / shutdown
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Per-modality counters and p50/p99 latency (ms) since start."""
+        """Per-modality counters, p50/p99 latency (source stamp -> published) and p50
+        preprocess + encoder time (ms) over the last 2000 outputs."""
         boxes = self.mailbox.stats()
         out = {}
         for m, st in self.stats.items():
             box = boxes.get(m)
             lat = np.asarray(st.latency_ms) if st.latency_ms else np.full(1, np.nan)
+            inf = np.asarray(st.inference_ms) if st.inference_ms else np.full(1, np.nan)
             out[m] = {"received": st.received, "invalid": st.invalid,
                       "dropped": box.dropped if box else 0, "published": st.published,
                       "latency_p50_ms": float(np.percentile(lat, 50)),
                       "latency_p99_ms": float(np.percentile(lat, 99)),
+                      "inference_p50_ms": float(np.percentile(inf, 50)),
                       "restarts": self._restarts(m)}
         return out
 

@@ -20,6 +20,7 @@ import torch
 
 from ..inference.backends import KINDS, Backend, create_backend
 from ..model import ImageBindConfig, ImageBindModel, create_model
+from ..model.layers import LogitScale
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,16 @@ class SharedModel:
 
     def describe(self) -> str:
         return f"{self.model_id} on {self.backend.describe()}"
+
+    def text_logit_scale(self) -> float | None:
+        """The learned text temperature (CLIP's logit_scale.exp(), capped as the model caps
+        it); None without a torch model (exports keep only unit-norm outputs)."""
+        if self.model is None or "text" not in self.model.modality_postprocessors:
+            return None
+        for module in self.model.modality_postprocessors["text"].modules():
+            if isinstance(module, LogitScale):
+                return float(module.log_logit_scale.detach().exp().clamp(max=module.max_scale))
+        return None
 
 
 _CACHE: dict[ModelKey, SharedModel] = {}

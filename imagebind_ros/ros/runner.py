@@ -239,7 +239,8 @@ def _summary(nodes: dict[str, Any], monitor: Monitor | None) -> str:
             line = (f"  {m:<8} {s['received']:>5} in, {s['published']:>5} out, "
                     f"{s['dropped']:>5} dropped (newer input first), {s['invalid']:>3} bad; "
                     f"latency p50 "
-                    f"{s['latency_p50_ms']:.0f} ms, p99 {s['latency_p99_ms']:.0f} ms")
+                    f"{s['latency_p50_ms']:.0f} ms, p99 {s['latency_p99_ms']:.0f} ms "
+                    f"(model {s['inference_p50_ms']:.0f} ms)")
             if s["restarts"]:
                 line += f"; window restarted {s['restarts']}x (stamp gaps)"
             row = monitor.rows.get(m) if monitor else None
