@@ -846,7 +846,11 @@ def test_microphone_captures_a_played_tone(pulse_source: dict[str, str],
         node.destroy_node()
         rclpy.shutdown(context=ctx)
         mic.terminate()
-        mic.wait(timeout=10)
+        try:
+            mic.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            mic.kill()
+            pytest.fail("the microphone node did not stop within 10 s of SIGTERM")
     assert {(m.sample_rate, m.channels, m.sample_format, m.header.frame_id) for m in got} == {
         (16000, 1, "S16LE", "mic_test")}
     stamps = np.array([cv.stamp_to_ns(m.header.stamp) for m in got])

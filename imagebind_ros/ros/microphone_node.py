@@ -116,7 +116,9 @@ class MicrophoneNode(Node):
             self._retry.cancel()
 
     def _on_audio(self, data: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        """PortAudio thread: stamp and publish one chunk."""
+        """PortAudio thread: stamp and publish one chunk (stop quietly once ROS is down)."""
+        if not self.context.ok():
+            raise self._sd.CallbackStop
         now = self.get_clock().now().nanoseconds
         first = now - frames * NS // self.sample_rate  # the clock's view of the first sample
         if status:
@@ -124,14 +126,19 @@ class MicrophoneNode(Node):
         if self._next_ns is None or abs(self._next_ns - first) > self.resync_ns:
             self._next_ns = first
         header = cv.make_header(self._next_ns, self.frame_id)
-        self.pub.publish(cv.numpy_to_audio_chunk(data.copy(), self.sample_rate, header,
-                                                 self.sample_format))
+        msg = cv.numpy_to_audio_chunk(data.copy(), self.sample_rate, header, self.sample_format)
+        try:
+            self.pub.publish(msg)
+        except Exception:
+            if self.context.ok():
+                raise
+            raise self._sd.CallbackStop from None  # shut down between the check and here
         self._next_ns += frames * NS // self.sample_rate
         self.published += 1
 
     def destroy_node(self) -> None:
         if self._stream is not None:
-            self._stream.stop()
+            self._stream.abort()  # drop what is buffered: nobody will publish it
             self._stream.close()
         super().destroy_node()
 

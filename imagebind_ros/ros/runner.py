@@ -188,7 +188,8 @@ class Monitor:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imagebind-ros run", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="imagebind-ros run", description="Run the node graph "
+                                "in one process (no ros2 launch needed).")
     p.add_argument("--params", action="append", default=[], metavar="FILE",
                    help="ROS 2 parameter file (repeatable; later files win)")
     p.add_argument("--set", action="append", default=[], metavar="KEY:=VALUE",
