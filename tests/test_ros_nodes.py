@@ -344,6 +344,35 @@ def test_imu_window_resampled_from_irregular_stamps(graph: Any, offline: Any) ->
     assert sum("backwards" in ln for ln in warned) == 1, warned
 
 
+def test_newest_input_only_at_the_max_rate(graph: Any) -> None:
+    """At 2 Hz, a burst of frames gives the first and the newest, never a backlog."""
+    _, h = graph
+
+    def rate(hz: float) -> None:
+        req = SetParameters.Request(parameters=[
+            Parameter("vision.max_rate_hz", value=hz).to_parameter_msg()])
+        assert h.call(h.set_params, req).results[0].successful
+
+    rate(2.0)
+    try:
+        time.sleep(0.6)  # the previous test's frame no longer holds the 0.5-s slot
+        image = cv.numpy_to_image(scene(0).image, "rgb8")
+        stamps = [next_stamp(0.01) for _ in range(10)]
+        t0 = time.monotonic()
+        for s in stamps:
+            image.header = cv.make_header(s, "cam")
+            h.pubs["vision"].publish(image)
+            time.sleep(0.01)
+        burst = time.monotonic() - t0
+        h.output("vision", stamps[-1])  # the newest always gets through
+        time.sleep(0.6)
+        done = h.stamps("vision") & set(stamps)
+    finally:
+        rate(0.0)
+    assert stamps[0] in done and stamps[-1] in done
+    assert len(done) <= 2 + int(burst / 0.5), (len(done), burst)  # dropped, not queued
+
+
 # --------------------------------------------------------------------------- zero-shot
 
 
