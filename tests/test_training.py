@@ -18,11 +18,11 @@ from imagebind_ros.model import ImageBindModel, create_model, get_config, save_m
 from imagebind_ros.model.checkpoint import read_checkpoint
 from training import cache as hub_cache
 from training.config import load_config
-from training.data import EpochPlan, Transforms, build_pair_dataset
-from training.eval import retrieval, zero_shot
+from training.data import EpochPlan, Transforms, build_eval_dataset, build_pair_dataset
+from training.eval import evaluate, retrieval, templates_from, zero_shot
 from training.eval import main as eval_main
 from training.hub import hub_config, load_hub
-from training.model_io import build_config, bundle
+from training.model_io import TextTower, build_config, bundle, image_transform
 from training.train import contrastive_loss, lr_lambda
 from training.train import main as train_main
 
@@ -277,3 +277,24 @@ def test_referenced_hub_bundles_into_one_file(tmp_path: Path) -> None:
     save_model(hub_file, _tiny_hub_model(seed=4))  # the hub file changes under the spokes
     with pytest.raises(ValueError, match="hub weights changed"):
         bundle(out / "model.pt", tmp_path / "full2.pt")
+
+
+# ------------------------------------------------------------------ the committed demo model
+def test_committed_demo_model_is_small_and_zero_shots_fresh_synthetic_data() -> None:
+    demo = Path(__file__).resolve().parents[1] / "checkpoints" / "demo" / "demo.pt"
+    assert demo.stat().st_size < 10 * 2 ** 20
+    ckpt = read_checkpoint(demo)
+    assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values()
+               if v.is_floating_point())  # stored as float16 ...
+    model = create_model(checkpoint=demo)  # ... loaded as float32, config from the file
+    assert next(model.parameters()).dtype == torch.float32
+    assert set(model.modalities) == {"vision", "text", "audio", "depth", "thermal", "imu"}
+    # 48 samples no training run or the committed metrics saw (another seed of the test split)
+    tf = Transforms(model.config, image_transform(model.config))
+    ev = build_eval_dataset({"kind": "synthetic", "n": 48, "split": "test", "seed": 12345,
+                             "image_size": 64}, tf)
+    encoders = {m: (lambda x, m=m: model.encode(m, x)) for m in model.modalities if m != "text"}
+    metrics, _ = evaluate(encoders, TextTower(model), ev, templates_from("simple"),
+                          torch.device("cpu"), batch_size=48)
+    for m, v in metrics["zero_shot"].items():
+        assert v["top1"] >= 4 * v["chance"], (m, metrics["zero_shot"])
