@@ -460,6 +460,9 @@ def test_rosbag_pairs_frames_and_windows_by_timestamp(tmp_path: Path, tf: Transf
     np.testing.assert_allclose(samples[:, 0], stamps - T0, atol=1e-9)  # accel x = time
     torch.testing.assert_close(imu.load(1, 0)["imu"], imu_to_tensor(
         samples, stamps, tf.config.modality("imu")))
+    # a tolerance below the 5-ms sample spacing: every window has "gaps", none is kept
+    with pytest.raises(ValueError, match="empty"):
+        build_pair_dataset({**base, "x_topic": "/imu", "tolerance": 0.004}, "imu", tf)
     # audio: 2 clips x 0.5 s = 1 s ending at the frame; audio starts at T0 + 0.5
     au = build_pair_dataset({**base, "x_topic": "/audio", "tolerance": 0.03}, "audio", tf)
     kept = [round((t - T0 - 1.0) / 0.1) for t, *_ in au.items]

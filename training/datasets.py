@@ -978,6 +978,8 @@ class RosbagPairs(RawPairs):
             i0, i1 = max(0, bisect_right(xt, lo) - 1), bisect_right(xt, t + 1e-9)
             if i1 - i0 < 2 or xt[i0] > lo + self.tol or xt[i1 - 1] < t - self.tol:
                 return None
+            if np.diff(xt[i0:i1]).max() > self.tol:
+                return None  # dropped samples inside the window
             return (np.array(self.xv[i0:i1]), xt[i0:i1].copy())
         # audio chunks (stamp = time of the chunk's first sample): the round(window * rate)
         # samples ending at the one nearest the frame time
