@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from imagebind_ros.inference import (TorchBackend, create_backend, example_input, export_onnx,
-                                     load_manifest)
+from imagebind_ros.inference import (OnnxRuntimeBackend, TorchBackend, create_backend,
+                                     example_input, export_onnx, load_manifest)
 from imagebind_ros.inference.bench_utils import cosine, single_encoder_model, time_calls
 from imagebind_ros.inference.quantize import derived_model
 from imagebind_ros.inference.tensorrt_engine import tensorrt_unavailable_reason
@@ -68,8 +68,8 @@ def _onnx_checks(model: torch.nn.Module, modality: str, x: torch.Tensor, ref: np
         path = manifest.path(modality) if prec == "fp32" else derived_model(manifest, modality,
                                                                            prec)
         made = time.perf_counter() - t
-        backend = create_backend("onnxruntime", onnx_dir=out_dir, precision=prec,
-                                 modalities=[modality])
+        backend = OnnxRuntimeBackend(out_dir, prec, [modality],
+                                     providers=["CPUExecutionProvider"])
         got = backend.encode(modality, xs)
         res[f"ort_cpu_{prec}"] = {"cosine": cosine(got, ref[:2]),
                                   "max_abs_diff": float(np.abs(got - ref[:2]).max()),

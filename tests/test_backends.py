@@ -145,3 +145,32 @@ def test_auto_falls_back_on_cpu(model: torch.nn.Module, onnx_dir: Path,
     assert isinstance(create_backend("auto", model=model), TorchBackend)
     assert create_backend("auto", model=model, onnx_dir=onnx_dir,
                           precision="int8").name == "onnxruntime"
+
+
+def test_inference_bench_runs_on_tiny(tmp_path: Path) -> None:
+    """bench/inference.py end to end on one tiny encoder: every configuration, sane ratios."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run(
+        [sys.executable, str(root / "bench/inference.py"), "--preset", "tiny", "--modalities",
+         "imu", "--batch", "1", "2", "--repeats", "2", "--peak-seconds", "0.1", "--out",
+         str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    rows = {(r["batch"], r["config"]): r for r in res["rows"]}
+    assert set(rows) == {(b, c) for b in (1, 2)
+                         for c in ("torch fp32", "torch bf16", "ORT fp32", "ORT int8")}
+    for (b, c), r in rows.items():
+        assert r["n"] == 2 and r["p50_ms"] > 0 and r["gflops"] > 0
+        assert r["cosine_min"] > (0.99999 if "fp32" in c else 0.99)
+        if c == "torch fp32":
+            assert r["speedup"] == 1.0
+    assert res["env"]["OMP_WAIT_POLICY"] and len(res["loadavg_start"]) == 3
+    assert all(res["peaks_best"][k] > 0 for k in ("fp32", "bf16", "int8"))
+    assert "| imu | 2 | ORT int8 |" in proc.stdout and "ORT bf16: not run" in proc.stdout

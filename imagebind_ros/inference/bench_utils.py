@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -69,22 +70,58 @@ def count_flops(model: ImageBindModel, modality: str, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 1024,
-                       seconds: float = 2.0) -> float:
-    """Best GFLOP/s of an n x n x n CPU ``F.linear`` in ``dtype``: this run's peak.
+def matmul_kernel(dtype: torch.dtype = torch.float32, n: int = 2048
+                  ) -> tuple[Callable[[], object], float]:
+    """One n x n x n CPU ``F.linear`` in ``dtype`` and its FLOPs: a peak probe.
 
-    ``F.linear`` is the call the encoders make; in bf16 on a CPU without native bf16 it is
-    ~20x faster than ``torch.mm`` (which falls back to a reference kernel), so it is the
-    fair ceiling to compare the model's bf16 runs with.
+    ``F.linear`` is the call the encoders make (oneDNN in bf16; ``torch.mm`` in bf16 takes
+    another, slower path), so it is the fair ceiling for the model's runs.
     """
     a, w = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     torch.nn.functional.linear(a, w)
+    return (lambda: torch.nn.functional.linear(a, w)), 2.0 * n ** 3
+
+
+def ort_int8_kernel(n: int = 1024) -> tuple[Callable[[], object], float]:
+    """ONNX Runtime's u8 x s8 ``MatMulInteger`` (int32 out) and its ops: the ceiling of the
+    int8 backend's matmuls (VNNI where the CPU has it)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.integers(-128, 128, (n, n), dtype=np.int8), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "int8_peak",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8)}
+    sess.run(None, feed)
+    return (lambda: sess.run(None, feed)), 2.0 * n ** 3
+
+
+def best_rate(kernel: tuple[Callable[[], object], float], seconds: float = 2.0) -> float:
+    """Best G(FL)OP/s of ``kernel`` over ``seconds`` of calls. Best, not median: on a shared
+    machine most calls lose time to other processes; the fastest is the hardware's."""
+    fn, ops = kernel
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
         t = time.perf_counter()
-        torch.nn.functional.linear(a, w)
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+        fn()
+        best = max(best, ops / (time.perf_counter() - t) / 1e9)
     return best
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048,
+                       seconds: float = 2.0) -> float:
+    """Best GFLOP/s of an n x n x n CPU ``F.linear`` in ``dtype``: this run's peak."""
+    return best_rate(matmul_kernel(dtype, n), seconds)
+
+
+def ort_int8_matmul_peak_gops(n: int = 1024, seconds: float = 2.0) -> float:
+    """Best GOP/s of ONNX Runtime's int8 ``MatMulInteger``: this run's int8 peak."""
+    return best_rate(ort_int8_kernel(n), seconds)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,3 +130,48 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     num = (a64 * b64).sum(1)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
     return float((num / den).min())
+
+
+def _machine_busy_s() -> float:
+    """CPU-seconds all processes on this machine have used (/proc/stat), 0 where absent."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuShare:
+    """What else ran while we timed: CPU-seconds of other processes per wall second.
+
+    On a 2-core machine, 0 means the cores were ours; 1 means another process held one core
+    on average (our timings then are up to 2x slow). Accumulated over many timed calls,
+    because /proc/stat counts in 10 ms ticks.
+    """
+
+    wall: float = 0.0
+    busy: float = 0.0
+    own: float = 0.0
+    _start: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0), repr=False)
+
+    def __enter__(self) -> "CpuShare":
+        t = os.times()
+        self._start = (time.perf_counter(), _machine_busy_s(), t.user + t.system)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        t = os.times()
+        self.wall += time.perf_counter() - self._start[0]
+        self.busy += _machine_busy_s() - self._start[1]
+        self.own += t.user + t.system - self._start[2]
+
+    @property
+    def others_cores(self) -> float:
+        return max(0.0, self.busy - self.own) / self.wall if self.wall else 0.0
+
+    @property
+    def own_cores(self) -> float:
+        return self.own / self.wall if self.wall else 0.0
