@@ -218,3 +218,13 @@ def test_int8_default_follows_vnni(export_dir: Path, tmp_path: Path,
         derived_model(manifest, "imu", "int8", cache_dir=tmp_path)
     assert json.loads(sidecar.read_text())["options"]["reduce_range"] is False
     assert sum("rebuilding" in r.message for r in caplog.records) == 1
+
+
+def test_quantizer_chatter_stays_out_of_the_log(export_dir: Path, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    # ONNX Runtime's quantizer logs per-tensor INFO lines and an advice WARNING to the root
+    # logger on every call; a user's INFO logging must not fill with them.
+    with caplog.at_level(logging.INFO):
+        quantize.quantize_int8(export_dir / "imu.onnx", tmp_path / "imu.int8.onnx")
+    assert (tmp_path / "imu.int8.onnx").stat().st_size > 0
+    assert not [r for r in caplog.records if "onnxruntime" in r.pathname]
