@@ -9,7 +9,9 @@ fit for a service response. No rclpy.
 
 from __future__ import annotations
 
+import collections
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,6 +62,57 @@ class Embedder:
     def image_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         _exists(path, "image")
         return self.image(pp.load_image(path))
+
+
+class RecentAudio:
+    """The last ``seconds`` of a live audio stream, for "what I just heard" prompts.
+
+    The stream's rate and channel count are fixed by its first chunk; chunks that differ
+    raise ValueError (mixing them would garble the sound). Thread-safe: callbacks push,
+    services read.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError(f"audio buffer must be > 0 s, got {seconds}")
+        self.seconds = float(seconds)
+        self.sample_rate: int | None = None
+        self.channels: int | None = None
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._frames = 0
+        self._lock = threading.Lock()
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> None:
+        """Add float32 (frames, channels) samples; the oldest beyond ``seconds`` go."""
+        x = np.asarray(samples, np.float32)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"audio chunk must be (frames, channels), got shape {x.shape}")
+        with self._lock:
+            if self.sample_rate is None:
+                self.sample_rate, self.channels = int(sample_rate), x.shape[1]
+            if (int(sample_rate), x.shape[1]) != (self.sample_rate, self.channels):
+                raise ValueError(f"audio chunk is {sample_rate} Hz x {x.shape[1]} ch, the "
+                                 f"stream is {self.sample_rate} Hz x {self.channels} ch")
+            self._chunks.append(x)
+            self._frames += x.shape[0]
+            cap = int(round(self.seconds * self.sample_rate))
+            while self._frames - self._chunks[0].shape[0] >= cap:
+                self._frames -= self._chunks.popleft().shape[0]
+
+    def last(self, seconds: float) -> tuple[np.ndarray, int]:
+        """(float32 (frames, channels) of the last ``seconds``, sample rate); ValueError if
+        less than that has been heard (a prompt from half a sound would mislead)."""
+        with self._lock:
+            if self.sample_rate is None:
+                raise ValueError("no audio received yet on the audio topic")
+            if not 0 < seconds <= self.seconds:
+                raise ValueError(f"audio_seconds must be in (0, {self.seconds:g}] (the "
+                                 f"buffer), got {seconds:g}")
+            need = int(round(seconds * self.sample_rate))
+            if self._frames < need:
+                raise ValueError(f"only {self._frames / self.sample_rate:.2f} s of audio "
+                                 f"heard so far, {seconds:g} s asked")
+            return np.concatenate(list(self._chunks))[-need:], self.sample_rate
 
 
 def _exists(path: str | os.PathLike[str], what: str) -> None:

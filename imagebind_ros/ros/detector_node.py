@@ -1,0 +1,402 @@
+"""Detector node: find what a prompt (a sound, a caption, any embedding) names in the camera.
+
+Subscriptions (sensor-data QoS): ``camera.topic`` (``sensor_msgs/Image``, or
+``CompressedImage`` with ``camera.compressed``), ``audio.topic`` (``imagebind_ros/AudioChunk``,
+kept for ``audio.buffer_s`` seconds for "the last N seconds" prompts). Prompt topics
+(reliable): ``prompt.text_topic`` (``std_msgs/String``) and ``prompt.embedding_topic``
+(``imagebind_ros/Embedding``: any modality, e.g. an encoder's ``embeddings/thermal``).
+Service ``~/set_prompt`` (``SetPrompt``). Publications (reliable): ``detections``
+(``imagebind_ros/Detection2DArray``) and, with ``publish_image``, ``detections/image`` (rgb8
+with boxes, labels and scores drawn, for rqt/rviz).
+
+A worker thread takes the newest frame (older ones are dropped and counted) at most at
+``max_rate_hz``, embeds its windows ONCE and scores every active prompt against them
+(``imagebind_ros.detection``). The model is the process's shared instance
+(``model_cache``): in ``imagebind-ros run`` the encoder, detector and memory nodes hold one.
+Parameters (all described: ``ros2 param describe /detector_node <name>``) set the windows,
+the batch size, the maximum number of regions and the localisation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from imagebind_ros.detection import (LOCALIZERS, Detection, DetectorConfig, Level, Prompt,
+                                     RegionDetector, check_vector, draw_detections, pyramid)
+from imagebind_ros.embedder import Embedder, RecentAudio
+from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detection2D,
+                               Detection2DArray, Embedding)
+from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.model_cache import SharedModel, get_shared_model
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
+                                          declare, run_node, sensor_qos)
+from imagebind_ros.srv import SetPrompt
+from imagebind_ros.streams import Mailbox
+
+NODE_NAME = "detector_node"
+BAD_INPUT = (cv.ConversionError, ValueError)
+DETECTION_FIELDS = {f.name for f in fields(DetectorConfig)}
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def declare_model_parameters(node: Node) -> dict[str, Any]:
+    """The model parameters every model-holding node declares, with the encoder node's
+    meaning: equal values in one process give the same model instance."""
+    def d(name: str, default: Any, text: str) -> Any:
+        return declare(node, name, default, text, read_only=True)
+
+    return {
+        "checkpoint": d("checkpoint", "", "model checkpoint (.pt/.pth); empty = none"),
+        "preset": d("preset", "", "architecture preset (imagebind_huge, imagebind_small, "
+                    "tiny); with no checkpoint it is random-initialised (tests only)"),
+        "backend": d("backend", "torch", "runtime: torch, onnxruntime, tensorrt or auto"),
+        "onnx_dir": d("onnx_dir", "", "export directory for onnxruntime/tensorrt"),
+        "precision": d("precision", "", "fp32, bf16, fp16, int8; empty = backend default"),
+        "device": d("device", "", "torch device (cpu, cuda); empty = cuda if available"),
+        "threads": d("threads", -1, "CPU threads for inference (process-wide): -1 = all "
+                     "cores but one (left to ROS), 0 = the runtime's default"),
+    }
+
+
+def load_model(p: dict[str, Any], needs: Sequence[str] = ()) -> SharedModel:
+    """The shared model of these parameters; StartupError if none is set or it lacks one of
+    the ``needs`` modalities."""
+    if not p["checkpoint"] and not p["preset"] and not p["onnx_dir"]:
+        raise StartupError("no model: set the 'checkpoint' parameter (or 'onnx_dir' for an "
+                           "export, or 'preset' for a random-init test model)")
+    threads = p["threads"] if p["threads"] >= 0 else max(1, (os.cpu_count() or 2) - 1)
+    shared = get_shared_model(p["checkpoint"] or None, p["preset"] or None, p["backend"],
+                              p["onnx_dir"] or None, p["precision"] or None,
+                              p["device"] or None, threads)
+    missing = [m for m in needs if m not in shared.modalities]
+    if missing:
+        raise StartupError(f"model {shared.model_id} has no {', '.join(missing)} encoder "
+                           f"(has: {', '.join(shared.modalities)})")
+    return shared
+
+
+def warn_key(text: str) -> str:
+    """Same problem with other numbers -> same rate-limit key."""
+    return re.sub(r"[-\d.]+", "#", text)
+
+
+# ----------------------------------------------------------------------------- node
+
+
+class DetectorNode(Node):
+    """Prompted object detection on a camera stream with the process's shared model."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._warn = WarnLimiter(self.get_logger())
+        self.p = self._declare_parameters()
+        self.shared = load_model(self.p, needs=("vision",))
+        self.model_id = self.shared.model_id
+        self.config = self.shared.config
+        try:
+            det_cfg = DetectorConfig(**{k: self.p[k] for k in DETECTION_FIELDS
+                                        if k in self.p and k != "scales"},
+                                     batch_size=self.p["region_batch_size"],
+                                     scales=tuple(self.p["scales"]))
+        except (ValueError, TypeError) as e:
+            raise StartupError(f"detection parameters: {e}") from None
+        self.detector = RegionDetector(lambda x: self.shared.encode("vision", x),
+                                       self.config.modality("vision"),  # type: ignore[arg-type]
+                                       det_cfg)
+        self.embedder = Embedder(self.shared.encode, self.config)
+        self.dim = self.config.out_embed_dim
+        self._prompts: OrderedDict[str, Prompt] = OrderedDict()
+        self._prompt_lock = threading.Lock()
+        self.audio = RecentAudio(self.p["audio.buffer_s"])
+        self.mailbox = Mailbox({"camera": self.p["max_rate_hz"]})
+        self.frames = 0
+        self.frame_ms: list[float] = []
+        self._det_pub = self.create_publisher(Detection2DArray, self.p["detections_topic"],
+                                              RELIABLE_QOS)
+        self._img_pub = (self.create_publisher(Image, self.p["image_topic"], RELIABLE_QOS)
+                         if self.p["publish_image"] else None)
+        self._subscribe()
+        self._initial_prompts()
+        self.create_service(SetPrompt, "~/set_prompt", self._on_set_prompt,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="detector-worker", daemon=True)
+        self._worker.start()
+        note = " RANDOM-INIT weights: detections are meaningless" if self.shared.random_init \
+            else ""
+        self.get_logger().info(
+            f"detecting in {self.p['camera.topic']} with {self.shared.describe()}; "
+            f"{sum(len(lv.origins) for lv in self._levels((480, 640)))} windows per 640x480 "
+            f"frame; prompts: {', '.join(self.prompt_labels()) or 'none yet'}.{note}")
+
+    # ------------------------------------------------------------------ setup
+
+    def _declare_parameters(self) -> dict[str, Any]:
+        p = declare_model_parameters(self)
+        base = DetectorConfig()
+
+        def d(name: str, default: Any, text: str, read_only: bool = True) -> None:
+            p[name] = declare(self, name, default, text, read_only)
+
+        d("camera.topic", "camera/image_raw", "camera topic (sensor_msgs/Image rgb8, bgr8, "
+          "rgba8, bgra8, mono8)")
+        d("camera.compressed", False, "camera.topic is sensor_msgs/CompressedImage")
+        d("audio.topic", "audio", "audio topic (imagebind_ros/AudioChunk) for sound prompts")
+        d("audio.buffer_s", 10.0, "seconds of audio kept for 'the last N seconds' prompts")
+        d("prompt.text_topic", "detector/prompt_text", "std_msgs/String: a text prompt "
+          "(labelled with its text; replaces a prompt of the same label)")
+        d("prompt.embedding_topic", "detector/prompt_embedding", "imagebind_ros/Embedding of "
+          "any modality as a prompt (labelled with its modality)")
+        d("prompt.texts", Parameter.Type.STRING_ARRAY, "text prompts active at start")
+        d("prompt.audio_file", "", "an audio file whose sound is a prompt at start")
+        d("prompt.live_audio_s", 0.0, "> 0: a live 'sound' prompt, the last N seconds of the "
+          "audio topic, re-embedded before each frame (at most every live_audio_period_s)")
+        d("prompt.live_audio_period_s", 0.5, "seconds between re-embeddings of the live sound")
+        d("max_prompts", 8, "most prompts at once (the oldest goes)")
+        d("detections_topic", "detections", "output imagebind_ros/Detection2DArray")
+        d("image_topic", "detections/image", "output annotated sensor_msgs/Image (rgb8)")
+        d("publish_image", True, "publish the annotated image")
+        d("max_rate_hz", 2.0, "most frames processed per second (0 = as fast as possible); "
+          "newer frames replace unprocessed ones", read_only=False)
+        d("max_image_bytes", cv.MAX_IMAGE_BYTES, "larger images are dropped")
+        d("scales", list(base.scales), "window sides as fractions of the short image side")
+        d("stride", base.stride, "window grid step as a fraction of the window side")
+        d("max_regions", base.max_regions, "most windows per frame (the grid is coarsened, "
+          "then the smallest scales dropped, to fit)")
+        d("region_batch_size", base.batch_size, "windows per encoder call")
+        d("localize", base.localize, f"{' or '.join(LOCALIZERS)}: similarity-map regions "
+          "(default) or thresholded windows + NMS")
+        d("map_threshold", base.map_threshold, "map regions: fraction between the map's "
+          "median (0) and peak (1)")
+        d("background", base.background, "background subtraction weight (0 = plain cosine)")
+        d("refine_iterations", base.refine_iterations, "GrabCut iterations snapping a region "
+          "to the object outline (0 = off)")
+        d("max_detections", base.max_detections, "most detections per prompt")
+        d("min_score", base.min_score, "detections with a lower cosine are dropped")
+        d("nms_iou", base.nms_iou, "non-maximum suppression overlap")
+        return p
+
+    def _levels(self, hw: tuple[int, int]) -> list[Level]:
+        return pyramid(hw, self.detector.vision.image_size, self.detector.config)
+
+    def _subscribe(self) -> None:
+        cam_type = CompressedImage if self.p["camera.compressed"] else Image
+        self.create_subscription(cam_type, self.p["camera.topic"], self._on_image, SENSOR_QOS)
+        self.create_subscription(AudioChunk, self.p["audio.topic"], self._on_audio,
+                                 sensor_qos(50))
+        self.create_subscription(String, self.p["prompt.text_topic"], self._on_text_prompt,
+                                 RELIABLE_QOS)
+        self.create_subscription(Embedding, self.p["prompt.embedding_topic"],
+                                 self._on_embedding_prompt, RELIABLE_QOS)
+
+    def _initial_prompts(self) -> None:
+        try:
+            for text in self.p["prompt.texts"]:
+                self.set_prompt(self._text_prompt(text, ""), append=True)
+            if self.p["prompt.audio_file"]:
+                path = self.p["prompt.audio_file"]
+                self.set_prompt(Prompt(Path(path).stem, "audio",
+                                       self.embedder.audio_file(path)), append=True)
+        except (ValueError, OSError) as e:
+            raise StartupError(f"start prompt: {e}") from None
+        if self.p["prompt.live_audio_s"] > self.p["audio.buffer_s"]:
+            raise StartupError(f"prompt.live_audio_s ({self.p['prompt.live_audio_s']}) "
+                               f"exceeds audio.buffer_s ({self.p['audio.buffer_s']})")
+        self._live_at = -float("inf")
+
+    def _on_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for prm in params:
+            if prm.name == "max_rate_hz":
+                if prm.value < 0:
+                    return SetParametersResult(successful=False, reason="max_rate_hz >= 0")
+                self.mailbox.set_max_rate("camera", float(prm.value))
+                self.p["max_rate_hz"] = prm.value
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ prompts
+
+    def prompt_labels(self) -> list[str]:
+        with self._prompt_lock:
+            return list(self._prompts)
+
+    def set_prompt(self, prompt: Prompt, append: bool) -> None:
+        """Add (or with append False: make the only) prompt; same label replaces."""
+        check_vector(prompt.vector, self.dim)
+        with self._prompt_lock:
+            if not append:
+                self._prompts.clear()
+            self._prompts.pop(prompt.label, None)
+            self._prompts[prompt.label] = prompt
+            while len(self._prompts) > self.p["max_prompts"]:
+                self._prompts.popitem(last=False)
+
+    def _text_prompt(self, text: str, label: str) -> Prompt:
+        return Prompt(label or text, "text", self.embedder.texts([text])[0])
+
+    def _embedding_prompt(self, msg: Embedding, label: str) -> Prompt:
+        if msg.model_id and msg.model_id != self.model_id:
+            raise ValueError(f"embedding is from model {msg.model_id!r}, the detector uses "
+                             f"{self.model_id!r}: not comparable")
+        vec = check_vector(np.asarray(msg.vector, np.float32), self.dim,
+                           f"{msg.modality or 'prompt'}")
+        return Prompt(label or msg.modality, msg.modality, vec)
+
+    def _on_text_prompt(self, msg: String) -> None:
+        try:
+            self.set_prompt(self._text_prompt(msg.data, ""), append=True)
+        except ValueError as e:
+            self._warn.warn(warn_key(f"text:{e}"), f"text prompt refused: {e}")
+
+    def _on_embedding_prompt(self, msg: Embedding) -> None:
+        try:
+            self.set_prompt(self._embedding_prompt(msg, ""), append=True)
+        except ValueError as e:
+            self._warn.warn(warn_key(f"emb:{e}"), f"embedding prompt refused: {e}")
+
+    def _on_set_prompt(self, req: SetPrompt.Request, resp: SetPrompt.Response
+                       ) -> SetPrompt.Response:
+        sources = [bool(req.text), bool(req.audio_file), req.audio_seconds > 0,
+                   bool(req.embedding.modality)]
+        try:
+            if sum(sources) > 1:
+                raise ValueError("give one source: text, audio_file, audio_seconds or "
+                                 "embedding")
+            if not any(sources):
+                if req.append:
+                    raise ValueError("no source given (append with nothing to add)")
+                with self._prompt_lock:
+                    self._prompts.clear()
+                resp.success, resp.message = True, "all prompts cleared"
+                return resp
+            if req.text:
+                prompt = self._text_prompt(req.text, req.label)
+            elif req.audio_file:
+                prompt = Prompt(req.label or Path(req.audio_file).stem, "audio",
+                                self.embedder.audio_file(req.audio_file))
+            elif req.audio_seconds > 0:
+                wave, rate = self.audio.last(float(req.audio_seconds))
+                prompt = Prompt(req.label or "sound", "audio", self.embedder.audio(wave, rate))
+            else:
+                prompt = self._embedding_prompt(req.embedding, req.label)
+            self.set_prompt(prompt, append=req.append)
+        except (ValueError, OSError) as e:
+            self._warn.warn(warn_key(f"srv:{e}"), f"set_prompt refused: {e}")
+            resp.success, resp.message = False, str(e)
+            return resp
+        resp.success = True
+        resp.message = f"prompts: {', '.join(self.prompt_labels())}"
+        return resp
+
+    def _live_prompt(self) -> None:
+        seconds = self.p["prompt.live_audio_s"]
+        now = time.monotonic()
+        if seconds <= 0 or now - self._live_at < self.p["prompt.live_audio_period_s"]:
+            return
+        try:
+            wave, rate = self.audio.last(seconds)
+        except ValueError:
+            return  # not enough heard yet: keep the previous live prompt
+        self._live_at = now
+        self.set_prompt(Prompt("sound", "audio", self.embedder.audio(wave, rate)), append=True)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_audio(self, msg: AudioChunk) -> None:
+        try:
+            x, rate = cv.audio_chunk_to_numpy(msg, self.audio.sample_rate, self.audio.channels)
+            self.audio.push(x, rate)
+        except BAD_INPUT as e:
+            self._warn.warn(warn_key(f"audio:{e}"), f"audio: dropped chunk: {e}")
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        try:
+            if isinstance(msg, Image):
+                cv.check_image(msg, self.p["max_image_bytes"])
+            elif len(msg.data) > self.p["max_image_bytes"]:
+                raise cv.ConversionError(f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds "
+                                         f"the limit")
+        except BAD_INPUT as e:
+            self._warn.warn(warn_key(f"image:{e}"), f"camera: dropped image: {e}")
+            return
+        self.mailbox.put("camera", msg)
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            for _, msg in self.mailbox.take(timeout=0.2):
+                try:
+                    self.process(msg)
+                except BAD_INPUT as e:
+                    self._warn.warn(warn_key(f"frame:{e}"), f"camera: dropped frame: {e}")
+                except Exception as e:  # keep the worker alive whatever one frame does
+                    self._warn.warn(f"frame:{type(e).__name__}", f"failed on one frame "
+                                    f"({type(e).__name__}: {e}); continuing")
+
+    def process(self, msg: Image | CompressedImage) -> list[Detection]:
+        """Detect every active prompt in one frame and publish (public for benchmarks)."""
+        t0 = time.perf_counter()
+        self._live_prompt()
+        with self._prompt_lock:
+            prompts = list(self._prompts.values())
+        max_bytes = self.p["max_image_bytes"]
+        if isinstance(msg, CompressedImage):
+            arr, enc = cv.compressed_to_numpy(msg, max_bytes)
+        else:
+            arr, enc = cv.image_to_numpy(msg, max_bytes)
+        rgb = cv.to_rgb8(arr, enc)
+        dets: list[Detection] = []
+        if prompts:
+            dets = self.detector.detect_all(self.detector.regions(rgb), prompts)
+        header = msg.header
+        self._det_pub.publish(Detection2DArray(header=header, detections=[
+            Detection2D(header=header, results=[ClassHypothesis(
+                class_id=d.label, score=float(np.clip(d.score, 0.0, 1.0)))],
+                bbox=_bbox(d.box), prompt_modality=d.modality, id="") for d in dets]))
+        if self._img_pub is not None:
+            self._img_pub.publish(cv.numpy_to_image(draw_detections(rgb, dets), "rgb8",
+                                                    header))
+        self.frames += 1
+        self.frame_ms.append((time.perf_counter() - t0) * 1e3)
+        del self.frame_ms[:-1000]
+        if not prompts:
+            self._warn.warn("no-prompt", "no prompt set: publishing empty detections (set one "
+                            "with ~/set_prompt, prompt.texts or a prompt topic)")
+        return dets
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=30)
+        super().destroy_node()
+
+
+def _bbox(box: np.ndarray) -> BoundingBox2D:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return BoundingBox2D(center_x=(x0 + x1) / 2, center_y=(y0 + y1) / 2, size_x=x1 - x0,
+                         size_y=y1 - y0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``ros2 run imagebind_ros detector_node`` / ``bin/detector_node``."""
+    return run_node(DetectorNode, NODE_NAME, argv)
