@@ -72,7 +72,7 @@ class DetectorConfig:
     background: float = 0.0
     # GrabCut iterations that snap a map region to the object's outline (0 = off).
     refine_iterations: int = 4
-    max_detections: int = 3
+    max_detections: int = 1
     min_score: float = -1.0
     nms_iou: float = 0.5
 
