@@ -14,8 +14,9 @@ modality (a sound, a caption, a depth or thermal cue):
    windows are exactly the encoder's input size and every window is a slice, not a resize.
 2. **Batched region embedding** through the vision encoder, ``batch_size`` windows at a time,
    ONCE per frame (``FrameRegions``); any number of prompts is then scored against it.
-3. **Scoring**: cosine similarity between each window and the prompt (optionally with the
-   frame's mean window embedding projected out: ``background``).
+3. **Scoring**: cosine similarity between each window and the prompt, minus ``background``
+   x (the prompt's cosine with the frame's mean window embedding) x (the window's): the
+   part of the match that the frame's average window shares is not evidence for an object.
 4. **Localisation** (``localize``):
 
    - ``"map"`` (default): every window spreads its score over its pixels; the mean score of
@@ -68,8 +69,9 @@ class DetectorConfig:
     # Map mode: region threshold between the map's median (0) and its peak (1).
     map_threshold: float = 0.6
     # Background subtraction weight: 0 = plain cosine; 1 = the prompt's component along the
-    # frame's mean window embedding is removed before scoring.
-    background: float = 0.0
+    # frame's mean window embedding is removed before scoring (what most of the frame looks
+    # like stops counting as a match).
+    background: float = 1.0
     # GrabCut iterations that snap a map region to the object's outline (0 = off).
     refine_iterations: int = 4
     max_detections: int = 1
@@ -506,26 +508,31 @@ class Trial:
     class_name: str
     modality: str
     iou: float  # top detection vs the prompted object's box (0 when nothing was detected)
+    variant: str = ""
 
     @property
     def hit(self) -> bool:
         return self.iou >= 0.5
 
 
-# modality -> (class_id, generator) -> unit-norm prompt embedding
+# (class_id, generator) -> unit-norm prompt embedding of one modality
 PromptMaker = Callable[[int, np.random.Generator], np.ndarray]
 
 
 def evaluate_synthetic(detector: RegionDetector, world: SyntheticWorld,
                        prompt_makers: Mapping[str, PromptMaker], scenes: int,
                        objects: int = 3, seed: int = 0, size: tuple[int, int] = (480, 640),
+                       variants: Mapping[str, DetectorConfig] | None = None,
                        progress: Callable[[], None] | None = None) -> list[Trial]:
     """Held-out synthetic scenes with ``objects`` objects of different classes at known boxes;
     each object in turn is prompted in every modality of ``prompt_makers`` (a fresh sound,
-    a caption, ...). The frame's windows are embedded once for all its prompts.
+    a caption, ...). The frame's windows are embedded once for all its prompts and for every
+    scoring ``variants`` (configs that differ only after embedding; default: the detector's).
 
     Scenes come from a random stream of their own (``seed``), not from any training split.
     """
+    dets = {name: RegionDetector(detector.encode, detector.vision, cfg)
+            for name, cfg in (variants or {"": detector.config}).items()}
     trials: list[Trial] = []
     root = np.random.default_rng([world.seed, 0xDE7EC7, seed])
     for i, g in enumerate(root.spawn(scenes)):
@@ -535,9 +542,10 @@ def evaluate_synthetic(detector: RegionDetector, world: SyntheticWorld,
         for k, c in enumerate(ids):
             for modality, make in prompt_makers.items():
                 prompt = Prompt(world.classes[c], modality, make(c, g))
-                dets = detector.detect(regions, prompt)
-                iou = float(box_iou(dets[0].box, scene.boxes[k])[0, 0]) if dets else 0.0
-                trials.append(Trial(i, world.classes[c], modality, iou))
+                for name, det in dets.items():
+                    found = det.detect(regions, prompt)
+                    iou = float(box_iou(found[0].box, scene.boxes[k])[0, 0]) if found else 0.0
+                    trials.append(Trial(i, world.classes[c], modality, iou, name))
         if progress is not None:
             progress()
     return trials
