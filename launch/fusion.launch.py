@@ -54,18 +54,20 @@ SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
             "use_sim_sensors": "sim_sensors_node", "use_detector": "detector_node",
             "use_memory": "memory_node"}
 # launch argument -> [(node, parameter)] it sets
+# (every model-holding node gets the model arguments: equal values share one model in
+# `imagebind-ros run`, and a launch never starts a detector on another model than the encoder)
+MODEL_NODES = ("encoder_node", "detector_node", "memory_node")
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
-    "checkpoint": [("encoder_node", "checkpoint")],
-    "preset": [("encoder_node", "preset")],
-    "backend": [("encoder_node", "backend")],
-    "onnx_dir": [("encoder_node", "onnx_dir")],
-    "device": [("encoder_node", "device")],
+    **{arg: [(node, arg) for node in MODEL_NODES]
+       for arg in ("checkpoint", "preset", "backend", "onnx_dir", "device")},
     "modalities": [("encoder_node", "modalities")],
     "labels_file": [("encoder_node", "labels_file")],
     "audio_topic": [("encoder_node", "audio.topic"), ("sim_sensors_node", "audio.topic"),
-                    ("microphone_node", "topic")],
+                    ("microphone_node", "topic"), ("detector_node", "audio.topic")],
+    "vision_topic": [("encoder_node", "vision.topic"), ("sim_sensors_node", "vision.topic"),
+                     ("detector_node", "camera.topic")],
     **{f"{m}_topic": [("encoder_node", f"{m}.topic"), ("sim_sensors_node", f"{m}.topic")]
-       for m in ("vision", "depth", "thermal", "imu")},
+       for m in ("depth", "thermal", "imu")},
 }
 LIST_ARGUMENTS = ("modalities",)
 

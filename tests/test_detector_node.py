@@ -8,13 +8,11 @@ line."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from node_process import ENV, NodeProcess, wait_for
 from ros_required import require_ros
 
 require_ros()
@@ -46,51 +45,14 @@ from imagebind_ros.synthetic import SyntheticWorld  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "demo" / "demo.pt"
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
-       "RCUTILS_COLORIZED_OUTPUT": "0"}
 # a coarse grid keeps each frame quick; the parity checks do not depend on it
 DETECTOR = {"scales": [0.14, 0.28], "stride": 0.34, "max_detections": 2}
 WORLD = SyntheticWorld()
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Child:
-    """The node graph process; its log lines are collected as they come."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "imagebind_ros.cli", "run", *args],
-                                     cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    def warnings(self, since: int = 0) -> list[str]:
-        return [ln for ln in self.lines[since:] if "WARN" in ln]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        time.sleep(0.2)  # the reader thread drains the pipe
-        return self.proc.returncode
+def run_process(args: list[str]) -> NodeProcess:
+    """``imagebind-ros run`` with these arguments."""
+    return NodeProcess([sys.executable, "-m", "imagebind_ros.cli", "run", *args], cwd=ROOT)
 
 
 class Harness:
@@ -175,7 +137,7 @@ def graph(checkpoint: Path) -> Any:
             f"checkpoint:={checkpoint}", "detector_node.max_rate_hz:=0.0",
             "memory_node.capacity:=20", "threads:=1"]
     sets += [f"detector_node.{k}:={v}" for k, v in DETECTOR.items()]
-    child = Child([a for s in sets for a in ("--set", s)] + ["--executor", "single"])
+    child = run_process([a for s in sets for a in ("--set", s)] + ["--executor", "single"])
     rclpy.init()
     harness = Harness()
     try:
@@ -189,7 +151,7 @@ def graph(checkpoint: Path) -> Any:
     finally:
         harness.close()
         rclpy.shutdown()
-        child.stop()
+        child.stop(signal.SIGINT, 30)
 
 
 def offline_detector(model: Any) -> RegionDetector:
@@ -349,7 +311,7 @@ def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any,
 
 def test_runner_held_one_model_for_both_nodes(graph: Any) -> None:
     child, _ = graph
-    assert child.stop() == 0
+    assert child.stop(signal.SIGINT, 30) == 0
     out = "\n".join(child.lines)
     assert "1 model instance(s) in this process" in out, out[-2000:]
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from node_process import ENV, NodeProcess, wait_for
 from ros_required import require_ros
 
 require_ros()
@@ -56,50 +57,13 @@ MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
 TOPICS = {"vision": "camera/image_raw", "audio": "audio", "depth": "depth/image_raw",
           "thermal": "thermal/image_raw", "imu": "imu/data"}
 NODE_MAIN = "import sys; from imagebind_ros.ros.encoder_node import main; sys.exit(main())"
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
-       "RCUTILS_COLORIZED_OUTPUT": "0"}
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-class Child:
-    """A node process whose log lines are collected as they come."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", NODE_MAIN, *args], env=ENV,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    def warnings(self, since: int = 0) -> list[str]:
-        return [ln for ln in self.lines[since:] if "WARN" in ln]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def node_process(args: list[str]) -> NodeProcess:
+    """The encoder node started like ``ros2 run`` would."""
+    return NodeProcess([sys.executable, "-c", NODE_MAIN, *args])
 
 
 class Harness:
@@ -183,7 +147,7 @@ encoder_node:
     depth: {{max_rate_hz: 0.0}}
     thermal: {{max_rate_hz: 0.0}}
 """)
-    child = Child(["--ros-args", "--params-file", str(params)])
+    child = node_process(["--ros-args", "--params-file", str(params)])
     rclpy.init()
     harness = Harness()
     try:
@@ -646,7 +610,9 @@ def _launch_module() -> Any:
 
 
 def test_launch_arguments_map_to_parameters_the_nodes_declare() -> None:
+    from imagebind_ros.ros.detector_node import DetectorNode
     from imagebind_ros.ros.encoder_node import EncoderNode
+    from imagebind_ros.ros.memory_node import MemoryNode
     from imagebind_ros.ros.microphone_node import MicrophoneNode
     from imagebind_ros.ros.sim_sensors_node import SimSensorsNode
 
@@ -661,6 +627,9 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare() -> None:
     assert lm.overrides({"checkpoint": "", "modalities": "vision, imu"}, "encoder_node") == {
         "modalities": ["vision", "imu"]}
     assert lm.overrides({"audio_topic": "mic"}, "microphone_node") == {"topic": "mic"}
+    for node in ("encoder_node", "detector_node", "memory_node"):  # one model for all
+        assert lm.overrides({"checkpoint": "/m.pt"}, node) == {"checkpoint": "/m.pt"}
+    assert lm.overrides({"vision_topic": "cam"}, "detector_node") == {"camera.topic": "cam"}
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=(os.getpid() + 50) % 100 + 101)
     nodes = []
@@ -668,7 +637,9 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare() -> None:
         tiny = [Parameter("preset", value="tiny")]
         nodes = [EncoderNode(context=ctx, parameter_overrides=tiny), SimSensorsNode(context=ctx),
                  MicrophoneNode(context=ctx, parameter_overrides=[
-                     Parameter("wait_for_device", value=True)])]
+                     Parameter("wait_for_device", value=True)]),
+                 DetectorNode(context=ctx, parameter_overrides=tiny),
+                 MemoryNode(context=ctx)]
         by_name = {n.get_name(): n for n in nodes}
         for arg, targets in lm.PARAMETERS.items():
             for node, param in targets:
