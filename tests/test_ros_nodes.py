@@ -795,6 +795,79 @@ def test_sim_sensors_publish_the_stream_at_sensor_rates() -> None:
     assert depth and depth[0].encoding == "16UC1" and got["vision"][0].encoding == "rgb8"
 
 
+def test_sim_sensors_play_files(tmp_path: Path) -> None:
+    """source files: images published as read (encoding from the file), sound resampled to
+    16 kHz in contiguous chunks equal to the library's playback."""
+    import soundfile
+    from PIL import Image as PILImage
+
+    from imagebind_ros.playback import FilePlayback
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    PILImage.fromarray(rgb).save(tmp_path / "rgb.png")
+    depth_m = rng.uniform(0.5, 4.0, (48, 64)).astype(np.float32)
+    np.save(tmp_path / "depth.npy", depth_m)
+    soundfile.write(tmp_path / "tone.wav", 0.3 * np.sin(np.arange(11025) / 5.0), 22050)
+    files = {"vision": [str(tmp_path / "rgb.png")], "depth": [str(tmp_path / "depth.npy")],
+             "audio": [str(tmp_path / "tone.wav")]}
+    args = ["--ros-args", "-p", "source:=files", "-p", "switch_seconds:=2.0"]
+    for m, paths in files.items():
+        args += ["-p", f"files.{m}:={paths}".replace("'", '"')]
+    code = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    got: dict[str, list[Any]] = {"vision": [], "audio": [], "depth": [], "imu": []}
+    node = rclpy.create_node("files_listener", context=ctx)
+    for m, typ in (("vision", Image), ("depth", Image), ("audio", AudioChunk), ("imu", Imu)):
+        node.create_subscription(typ, TOPICS[m], got[m].append, sensor_qos(50))
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    try:
+        wait_for(lambda: len(got["audio"]) > 60 and got["vision"] and got["depth"], 60,
+                 "played files")
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    assert "playing files: vision, depth, audio" in out, out
+    assert not got["imu"]  # no IMU files: not published
+    assert got["vision"][0].encoding == "rgb8"
+    assert np.array_equal(cv.image_to_numpy(got["vision"][0])[0], rgb)
+    assert got["depth"][0].encoding == "32FC1"
+    assert np.array_equal(cv.image_to_numpy(got["depth"][0])[0], depth_m)
+    playback = FilePlayback(files, switch_seconds=2.0, sample_rate=16000)
+    chunks = got["audio"]
+    stamps = np.array([cv.stamp_to_ns(a.header.stamp) for a in chunks])
+    assert set(np.diff(stamps)) == {20_000_000}
+    first, _ = cv.audio_chunk_to_numpy(chunks[0])
+    j0 = next(j for j in range(400)
+              if np.abs(playback.audio(j * 320, 320) - first[:, 0]).max() <= 1 / 32768)
+    for k in (1, len(chunks) - 1):
+        x, sr = cv.audio_chunk_to_numpy(chunks[k])
+        assert sr == 16000
+        assert np.abs(playback.audio((j0 + k) * 320, 320) - x[:, 0]).max() <= 1 / 32768
+
+
+@pytest.mark.parametrize("params,text", [
+    (["source:=files", 'files.vision:=["/nonexistent/rgb.png"]'], "/nonexistent/rgb.png"),
+    (["source:=files"], "no files.<modality> list has files"),
+    (["source:=bag"], "source must be synthetic or files"),
+])
+def test_sim_sensors_bad_source_stops_with_one_line(params: list[str], text: str) -> None:
+    code = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
+    args = [a for p in params for a in ("-p", p)]
+    proc = subprocess.run([sys.executable, "-c", code, "--ros-args", *args], env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and text in lines[0], lines
+
+
 @pytest.fixture
 def pulse_source(tmp_path: Path) -> Any:
     """A PulseAudio server with a null sink whose monitor is the default source (see

@@ -156,8 +156,10 @@ class Monitor:
         latency = (self.node.get_clock().now().nanoseconds - stamp) / 1e6
         truth, correct = "", None
         top = msg.results[0] if msg.results else None
-        if self.sim is not None and top is not None:
-            sounding, visible = self.sim.truth(stamp, self.windows.get(msg.modality, 0.0))
+        known = (self.sim.truth(stamp, self.windows.get(msg.modality, 0.0))
+                 if self.sim is not None and top is not None else None)
+        if known is not None and top is not None:
+            sounding, visible = known
             if msg.modality in VISUAL:
                 truth, correct = "/".join(visible), top.class_id in visible
             else:

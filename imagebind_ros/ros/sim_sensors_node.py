@@ -1,10 +1,15 @@
-"""Simulated sensors: camera, depth, thermal, audio and IMU from the SYNTHETIC world.
+"""Simulated sensors: camera, depth, thermal, audio and IMU from the SYNTHETIC world or
+from files.
 
 Publishes what real drivers would, at their rates, so the node graph runs anywhere:
 ``sensor_msgs/Image`` camera (rgb8/bgr8, 30 Hz), aligned depth (16UC1 mm or 32FC1 m) and
 thermal (mono16 0.01 K counts or 32FC1 deg C) frames, ``AudioChunk`` 20-ms chunks of 16 kHz
 mono S16LE, and ``sensor_msgs/Imu`` at 200 Hz. The scene's sounding (and shaking) class
 changes every ``switch_seconds``, so labels downstream should change with it.
+With ``source: files`` the node plays sensor files instead (``imagebind_ros.playback``):
+the i-th file of each ``files.<modality>`` list is scene i, shown for ``switch_seconds``;
+images are published as read (encoding from the file: rgb8, 16UC1/32FC1 depth,
+mono8/mono16/32FC1 thermal), sounds down-mixed and resampled to ``audio.sample_rate``.
 
 Stamps are exact sensor times on a grid that starts when the node starts: frame k at
 ``t0 + k / rate``, audio chunk j at its first sample, IMU sample i at ``t0 + i / rate``.
@@ -19,9 +24,11 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, Imu
 
 from imagebind_ros.msg import AudioChunk
+from imagebind_ros.playback import FilePlayback, PlaybackError
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.node_utils import StartupError, declare, run_node, sensor_qos
 from imagebind_ros.synthetic import SyntheticWorld, depth_to_mm, thermal_to_mono16
@@ -78,12 +85,37 @@ class SimSensorsNode(Node):
             if value not in allowed:
                 raise StartupError(f"{name} must be one of {allowed}, got {value!r}")
         self.frames = {m: d(f"{m}.frame_id", FRAMES[m], f"frame_id of {m}") for m in MODALITIES}
-        try:
-            self.world = SyntheticWorld(num_classes=classes, seed=seed,
-                                        sample_rate=self.sample_rate, imu_rate=self.imu_rate)
-            self.stream = self.world.stream(seed, switch, (height, width), distractors)
-        except ValueError as e:
-            raise StartupError(f"synthetic world: {e}") from None
+        source = d("source", "synthetic", "synthetic: the SYNTHETIC world; files: play the "
+                   "files.<modality> lists")
+        files = {m: d(f"files.{m}", Parameter.Type.STRING_ARRAY, f"{m} files, directories or "
+                      f"glob patterns; entry i of every list is scene i (source files)")
+                 for m in MODALITIES}
+        self.scene_labels = list(d("files.labels", Parameter.Type.STRING_ARRAY,
+                                   "optional class of scene i, for the runner's truth column"))
+        self.playback: FilePlayback | None = None
+        self.world: SyntheticWorld | None = None
+        if source == "files":
+            try:
+                self.playback = FilePlayback({m: f for m, f in files.items() if f}, switch,
+                                             self.sample_rate, self.imu_rate)
+            except PlaybackError as e:
+                raise StartupError(str(e)) from None
+            self.publish_modalities = tuple(m for m in self.publish_modalities
+                                            if m in self.playback.modalities)
+            if not self.publish_modalities:
+                raise StartupError("source files: no files.<modality> list has files for the "
+                                   "modalities in 'publish'")
+            self.stream: Any = self.playback
+        elif source == "synthetic":
+            try:
+                self.world = SyntheticWorld(num_classes=classes, seed=seed,
+                                            sample_rate=self.sample_rate,
+                                            imu_rate=self.imu_rate)
+                self.stream = self.world.stream(seed, switch, (height, width), distractors)
+            except ValueError as e:
+                raise StartupError(f"synthetic world: {e}") from None
+        else:
+            raise StartupError(f"source must be synthetic or files, got {source!r}")
         self.pubs = {m: self.create_publisher(
             {"audio": AudioChunk, "imu": Imu}.get(m, Image),
             d(f"{m}.topic", TOPICS[m], f"output topic for {m}"), sensor_qos(QUEUE.get(m, 5)))
@@ -98,17 +130,33 @@ class SimSensorsNode(Node):
             self.create_timer(self.chunk / self.sample_rate / 2, self._audio_tick)
         if "imu" in self.publish_modalities:
             self.create_timer(0.01, self._imu_tick)
-        self.get_logger().info(
-            f"SYNTHETIC sensors: {', '.join(self.publish_modalities)}; classes "
-            f"{', '.join(self.world.classes)}; the sounding class changes every {switch:g} s")
+        if self.world is not None:
+            self.get_logger().info(
+                f"SYNTHETIC sensors: {', '.join(self.publish_modalities)}; classes "
+                f"{', '.join(self.world.classes)}; the sounding class changes every "
+                f"{switch:g} s")
+        else:
+            self.get_logger().info(
+                f"playing files: {', '.join(self.publish_modalities)}; the scene changes "
+                f"every {switch:g} s")
 
     def _elapsed_ns(self) -> int:
         return self.get_clock().now().nanoseconds - self.t0_ns
 
-    def truth(self, stamp_ns: int, window_s: float = 0.0) -> tuple[str, tuple[str, ...]]:
+    def truth(self, stamp_ns: int, window_s: float = 0.0
+              ) -> tuple[str, tuple[str, ...]] | None:
         """(class sounding for most of the ``window_s`` before this stamp, classes visible in
-        the camera frame of this stamp): what a right zero-shot answer is."""
+        the camera frame of this stamp): what a right zero-shot answer is; None when unknown
+        (files without ``files.labels``)."""
         t = max(0.0, (stamp_ns - self.t0_ns) / NS)
+        if self.playback is not None:
+            if not self.scene_labels:
+                return None
+            labels = self.scene_labels
+            times = np.linspace(max(0.0, t - window_s), t, 41)
+            ks = np.bincount([self.playback.scene_index(x) % len(labels) for x in times])
+            return labels[int(ks.argmax())], (labels[self.playback.scene_index(t) % len(labels)],)
+        assert self.world is not None
         names = self.world.classes
         times = np.linspace(max(0.0, t - window_s), t, 41)
         sounding = np.bincount([self.stream.class_at(x) for x in times]).argmax()
@@ -116,6 +164,7 @@ class SimSensorsNode(Node):
 
     def _frame(self, t: float) -> Any:
         """The camera/depth/thermal frame at stream time t (see camera_mode)."""
+        assert self.world is not None
         if self.camera_mode == "scene":
             return self.stream.camera(t)
         k = int(t // self.stream.switch_seconds)
@@ -131,6 +180,14 @@ class SimSensorsNode(Node):
             return
         self._next["camera"] = k + 1
         stamp = self.t0_ns + round(k * NS / self.camera_rate)
+        if self.playback is not None:
+            for m in ("vision", "depth", "thermal"):
+                if m in self.pubs:
+                    pic = self.playback.picture(m, k / self.camera_rate)
+                    self.pubs[m].publish(cv.numpy_to_image(
+                        pic.data, pic.encoding, cv.make_header(stamp, self.frames[m])))
+                    self.published[m] += 1
+            return
         scene = self._frame(k / self.camera_rate)
         for m in ("vision", "depth", "thermal"):
             if m not in self.pubs:
