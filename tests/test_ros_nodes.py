@@ -560,8 +560,8 @@ def test_runner_demo_prints_a_table_and_exits_zero() -> None:
     sets = [] if demo.is_file() else ["--set", "checkpoint:=", "--set", "preset:=tiny"]
     proc = subprocess.run(
         [sys.executable, "-m", "imagebind_ros.cli", "run", "--params", "config/fusion.yaml",
-         "--params", "config/demo.yaml", "--duration", "9", "--table", "--table-period", "3",
-         *sets], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=180)
+         "--params", "config/demo.yaml", "--duration", "12", "--table", "--table-period", "3",
+         "--executor", "events", *sets], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     tables = out.split("t=")[1:]
@@ -609,7 +609,7 @@ def _launch_module() -> Any:
     return module
 
 
-def test_launch_arguments_map_to_parameters_the_nodes_declare() -> None:
+def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) -> None:
     from imagebind_ros.ros.detector_node import DetectorNode
     from imagebind_ros.ros.encoder_node import EncoderNode
     from imagebind_ros.ros.memory_node import MemoryNode
@@ -630,6 +630,27 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare() -> None:
     for node in ("encoder_node", "detector_node", "memory_node"):  # one model for all
         assert lm.overrides({"checkpoint": "/m.pt"}, node) == {"checkpoint": "/m.pt"}
     assert lm.overrides({"vision_topic": "cam"}, "detector_node") == {"camera.topic": "cam"}
+    # relative files in the params file: the working directory first, else the share directory
+    share, cwd = tmp_path / "share", tmp_path / "cwd"
+    for base, rel in ((share, "checkpoints/demo/demo.pt"), (share, "labels.txt"),
+                      (cwd, "labels.txt")):
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text("x")
+    demo = ROOT / "config" / "demo.yaml"
+    assert lm.file_parameters(str(demo), "encoder_node", str(cwd), str(share)) == {
+        "checkpoint": str(share / "checkpoints/demo/demo.pt")}
+    assert lm.file_parameters(str(demo), "sim_sensors_node", str(cwd), str(share)) == {}
+    assert lm.file_parameters(str(demo), "encoder_node", str(ROOT), str(share)) == {}
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    labels_file: labels.txt\n"
+                      "detector_node:\n  ros__parameters:\n    prompt: {audio_file: a.wav}\n"
+                      "    onnx_dir: /abs\n")
+    assert lm.file_parameters(str(params), "detector_node", str(cwd), str(share)) == {}
+    assert lm.file_parameters(str(params), "encoder_node", str(tmp_path), str(share)) == {
+        "labels_file": str(share / "labels.txt")}
+    (share / "a.wav").write_text("x")
+    assert lm.file_parameters(str(params), "detector_node", str(tmp_path), str(share)) == {
+        "labels_file": str(share / "labels.txt"), "prompt.audio_file": str(share / "a.wav")}
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=(os.getpid() + 50) % 100 + 101)
     nodes = []
@@ -650,14 +671,39 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare() -> None:
         rclpy.shutdown(context=ctx)
 
 
-def test_launch_description_under_launch_ros() -> None:
+def test_launch_description_under_launch_ros(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("launch_ros", reason="launch_ros needs a full ROS 2 install")
+    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument
+    from launch_ros.actions import Node
 
-    desc = _launch_module().generate_launch_description()
+    lm = _launch_module()
+    desc = lm.generate_launch_description()
     declared = [e for e in desc.entities if isinstance(e, DeclareLaunchArgument)]
-    assert {d.name for d in declared} == set(_launch_module().ARGUMENTS)
+    assert {d.name for d in declared} == set(lm.ARGUMENTS)
     assert all(d.description for d in declared)
+    assert {a.name for a in desc.get_launch_arguments()} == set(lm.ARGUMENTS)  # --show-args
+
+    # what `ros2 launch ... use_sim_sensors:=true use_memory:=true` starts, with the package
+    # found through a private ament index (executables are not run here)
+    prefix = tmp_path / "prefix"
+    (prefix / "share/ament_index/resource_index/packages").mkdir(parents=True)
+    (prefix / "share/ament_index/resource_index/packages/imagebind_ros").write_text("")
+    (prefix / "share/imagebind_ros/config").mkdir(parents=True)
+    (prefix / "share/imagebind_ros/config/fusion.yaml").write_text(
+        (ROOT / "config/fusion.yaml").read_text())
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    context = LaunchContext()
+    for arg in desc.entities[:-1]:
+        arg.visit(context)
+    context.launch_configurations.update({"use_sim_sensors": "true", "use_memory": "True"})
+    nodes = desc.entities[-1].execute(context)
+    assert all(isinstance(n, Node) for n in nodes)
+    assert [n.node_executable for n in nodes] == ["encoder_node", "sim_sensors_node",
+                                                  "memory_node"]
+    assert all(n.node_package == "imagebind_ros" for n in nodes)
 
 
 # --------------------------------------------------------------------------- in-process
