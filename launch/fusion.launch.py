@@ -6,15 +6,20 @@
 
 Parameters come from ``params_file`` (default: the package's config/fusion.yaml, the same
 file ``imagebind-ros run`` reads); a launch argument given on the command line overrides its
-parameter, one left empty keeps the file's value. ``ros2 launch ... --show-args`` lists
-every argument with its description. Without ``launch_ros`` (pip-only installs) this module
-still imports, so its argument table can be checked; use ``imagebind-ros run`` there.
+parameter, one left empty keeps the file's value. A relative file path in the params file
+(``checkpoint``, ``labels_file``, ...) is found from the working directory, else from the
+package's share directory, so the installed demo runs from anywhere. ``ros2 launch ...
+--show-args`` lists every argument with its description. Without ``launch_ros`` (pip-only
+installs) this module still imports, so its argument table can be checked; use
+``imagebind-ros run`` there.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+import yaml
 
 try:
     from launch import LaunchContext, LaunchDescription
@@ -70,6 +75,10 @@ PARAMETERS: dict[str, list[tuple[str, str]]] = {
        for m in ("depth", "thermal", "imu")},
 }
 LIST_ARGUMENTS = ("modalities",)
+# Node parameters naming files. A relative one in the params file is looked up from the working
+# directory (as `imagebind-ros run` does), else from the package's share directory, which
+# mirrors the source tree: config/demo.yaml names checkpoints/demo/demo.pt, installed there.
+PATH_PARAMETERS = ("checkpoint", "onnx_dir", "labels_file", "prompt.audio_file")
 
 
 def overrides(values: dict[str, str], node: str) -> dict[str, Any]:
@@ -84,6 +93,37 @@ def overrides(values: dict[str, str], node: str) -> dict[str, Any]:
     return out
 
 
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def file_parameters(params_file: str, node: str, cwd: str, share: str) -> dict[str, str]:
+    """The file parameters of ``node`` in ``params_file`` that are relative, missing from
+    ``cwd`` and present under ``share``, as absolute paths (so the installed demo runs from
+    any directory)."""
+    with open(params_file, encoding="utf-8") as f:
+        doc = yaml.safe_load(f) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{params_file}: not a ROS 2 parameter file (no node sections)")
+    out: dict[str, str] = {}
+    for section, body in doc.items():  # `encoder_node:`, `/encoder_node:` or `/**:`
+        if str(section).strip("/") not in (node, "**") or not isinstance(body, dict):
+            continue
+        for name, value in _flatten(body.get("ros__parameters") or {}).items():
+            if (name in PATH_PARAMETERS and isinstance(value, str) and value
+                    and not os.path.isabs(value)
+                    and not os.path.exists(os.path.join(cwd, value))
+                    and os.path.exists(os.path.join(share, value))):
+                out[name] = os.path.join(share, value)
+    return out
+
+
 def _nodes(context: LaunchContext) -> list[Any]:
     values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     share = FindPackageShare(PACKAGE).perform(context)
@@ -93,7 +133,10 @@ def _nodes(context: LaunchContext) -> list[Any]:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config",
                                                             "fastdds_large_data.xml")
     return [Node(package=PACKAGE, executable=node, name=node, output="screen",
-                 parameters=[params_file, overrides(values, node)], additional_env=env)
+                 parameters=[params_file,
+                             file_parameters(params_file, node, os.getcwd(), share),
+                             overrides(values, node)],
+                 additional_env=env)
             for switch, node in SWITCHES.items()
             if values[switch].strip().lower() in ("true", "1", "yes")]
 
