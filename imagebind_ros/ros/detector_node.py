@@ -349,6 +349,8 @@ class DetectorNode(Node):
                 except BAD_INPUT as e:
                     self._warn.warn(warn_key(f"frame:{e}"), f"camera: dropped frame: {e}")
                 except Exception as e:  # keep the worker alive whatever one frame does
+                    if not self.context.ok():  # Ctrl-C shut ROS down mid-frame: just stop
+                        return
                     self._warn.warn(f"frame:{type(e).__name__}", f"failed on one frame "
                                     f"({type(e).__name__}: {e}); continuing")
 

@@ -304,6 +304,8 @@ class EncoderNode(Node):
                 except BAD_INPUT as e:
                     self._bad(modality, "input", e)
                 except Exception as e:  # keep the worker alive whatever one input does
+                    if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
+                        return
                     self.stats[modality].invalid += 1
                     self._warn.warn(f"{modality}:{type(e).__name__}", f"{modality}: failed on "
                                     f"one input ({type(e).__name__}: {e}); continuing")
