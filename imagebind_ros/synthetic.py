@@ -103,6 +103,11 @@ _CAPTION_WORDS = {
     "drill": (("electric", "green", "cordless", "spinning", "power"),
               ("in a workshop", "on a workbench", "in a toolbox", "on a construction site")),
 }
+# Captions of object-free frames (walls, floor, clutter): training pairs them with such frames
+# so that "mostly background" gets an embedding of its own instead of the nearest class's.
+BACKGROUND_CAPTIONS = ("an empty room", "a photo of the background", "a plain wall and floor",
+                       "nothing in particular", "an empty scene", "a photo of an empty room",
+                       "just the background", "a wall with some clutter")
 _TEMPLATES = ("a photo of a {adj} {name}", "a {name} {ctx}", "a {adj} {name} {ctx}",
               "there is a {name} {ctx}", "a picture of the {adj} {name}",
               "the robot sees a {name} {ctx}", "a close-up of a {adj} {name}", "a {name}")
@@ -838,6 +843,18 @@ class SyntheticWorld:
         g_geo, *rngs = rng.spawn(4)
         geo = self._geometry(g_geo, [class_id], size or self.image_hw, 1.0)
         return self._layers(geo, rngs, modalities)
+
+    def background(self, rng: Rng, modalities: Sequence[str] = VISUAL,
+                   size: tuple[int, int] | None = None) -> Scene:
+        """A frame with no object (walls, floor, clutter as in `render`; no boxes): the
+        negative that tells a detector's windows of background from every class."""
+        g_geo, *rngs = rng.spawn(4)
+        return self._layers(self._geometry(g_geo, [], size or self.image_hw, 1.0), rngs,
+                            modalities)
+
+    def background_caption(self, rng: Rng) -> str:
+        """A caption of an object-free frame (one of `BACKGROUND_CAPTIONS`)."""
+        return BACKGROUND_CAPTIONS[rng.integers(len(BACKGROUND_CAPTIONS))]
 
     def image(self, class_id: int, rng: Rng) -> tuple[np.ndarray, np.ndarray]:
         """(RGB uint8 image, box) of one object of the class."""

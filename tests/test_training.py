@@ -16,7 +16,9 @@ from open_clip.loss import ClipLoss
 
 from imagebind_ros.model import ImageBindModel, create_model, get_config, save_model
 from imagebind_ros.model.checkpoint import read_checkpoint
+from imagebind_ros.synthetic import BACKGROUND_CAPTIONS, SyntheticWorld
 from training import cache as hub_cache
+from training.augment import partial_crop_box
 from training.config import load_config
 from training.data import EpochPlan, Transforms, build_eval_dataset, build_pair_dataset
 from training.eval import evaluate, retrieval, templates_from, zero_shot
@@ -200,6 +202,55 @@ def test_cache_holds_the_live_hub_features_per_view(tmp_path: Path) -> None:
     other = build_pair_dataset({"kind": "synthetic", "n": 6, "image_size": 32, "seed": 1},
                                "depth", tf)
     assert hub_cache.cache_path(tmp_path, hub, other) != hub_cache.cache_path(tmp_path, hub, ds)
+
+
+# ------------------------------------------------------------------ detection negatives
+def test_partial_crop_box_shows_only_a_part_of_the_object() -> None:
+    rng = np.random.default_rng(0)
+    obj = (0.3, 0.2, 0.7, 0.6)  # relative x0, y0, x1, y1
+    for _ in range(50):
+        b = partial_crop_box(rng, (0.05, 0.5), obj, cover=(0.02, 0.35), aspect=4 / 3)
+        assert b is not None
+        assert 0 <= b.top and b.top + b.height <= 1 + 1e-9
+        assert 0 <= b.left and b.left + b.width <= 1 + 1e-9
+        assert b.width * 4 / 3 == pytest.approx(b.height)  # square in pixels
+        # coverage by hand on a pixel grid (independent of the box arithmetic)
+        ys, xs = np.mgrid[0:400, 0:400] / 400.0
+        inside_obj = (xs >= obj[0]) & (xs < obj[2]) & (ys >= obj[1]) & (ys < obj[3])
+        inside_crop = ((xs >= b.left) & (xs < b.left + b.width) & (ys >= b.top)
+                       & (ys < b.top + b.height))
+        cover = (inside_obj & inside_crop).sum() / inside_obj.sum()
+        assert 0.01 <= cover <= 0.37
+    # an object that fills the frame cannot be cut by a crop of at least half the frame
+    assert partial_crop_box(rng, (0.5, 0.6), (0.0, 0.0, 1.0, 1.0)) is None
+
+
+def test_synthetic_background_frames_and_part_negatives() -> None:
+    config = get_config("imagebind_small")
+    tf = Transforms(config, image_transform(config))
+    spec = {"kind": "synthetic", "n": 16, "image_size": 32, "views": None, "crop": [0.3, 1.0]}
+    plain = build_pair_dataset(spec, "text", tf)
+    neg = build_pair_dataset({**spec, "background": 0.25, "parts": 0.5}, "text", tf)
+    assert len(plain) == 16 and len(neg) == 20 and plain.key(0) != neg.key(0)
+    background = {tuple(t.tolist()) for t in tf.text(list(BACKGROUND_CAPTIONS))}
+    for i in range(16):  # the object samples are unchanged; view 0 is always the plain pair
+        torch.testing.assert_close(neg.load(i, 0)["text"], plain.load(i, 0)["text"])
+        torch.testing.assert_close(neg.load(i, 0)["vision"], plain.load(i, 0)["vision"])
+        assert tuple(neg.load(i, 0)["text"].tolist()) not in background
+    for i in range(16, 20):  # object-free frames, captioned as background
+        assert neg.boxes[i] is None
+        assert tuple(neg.load(i, 0)["text"].tolist()) in background
+    parts = [tuple(neg.load(i, v)["text"].tolist()) in background
+             for i in range(16) for v in range(1, 9)]
+    assert 0.2 < np.mean(parts) < 0.7  # about half of the augmented views, as asked
+    world = SyntheticWorld(image_size=32)
+    frame = world.background(np.random.default_rng(3), ("vision", "depth"))
+    assert frame.boxes.shape == (0, 4) and frame.thermal is None
+    assert frame.image.shape == (32, 32, 3) and frame.depth_m.min() > 5  # no object in front
+    with pytest.raises(ValueError, match="text pairs only"):
+        build_pair_dataset({**spec, "views": 2, "crop": None, "background": 0.2}, "audio", tf)
+    with pytest.raises(ValueError, match="need text pairs with crop"):
+        build_pair_dataset({**spec, "crop": None, "parts": 0.2}, "text", tf)
 
 
 # ------------------------------------------------------------------ metrics

@@ -73,6 +73,24 @@ def random_crop_box(rng: np.random.Generator, scale: Sequence[float] = (0.35, 1.
     return FULL
 
 
+def partial_crop_box(rng: np.random.Generator, scale: Sequence[float],
+                     obj: Sequence[float], cover: Sequence[float] = (0.02, 0.35),
+                     aspect: float = 1.0, tries: int = 20) -> CropBox | None:
+    """A random crop (``scale`` of the area, square in pixels) that shows only a part of the
+    object at relative ``obj`` = (x0, y0, x1, y1): the share of the object's box inside the
+    crop lies in ``cover``. A hard negative: a window that cuts an object is not the object.
+    None when ``tries`` draws found none (the object fills too much of the frame)."""
+    x0, y0, x1, y1 = (float(v) for v in obj)
+    area = max((x1 - x0) * (y1 - y0), 1e-9)
+    for _ in range(tries):
+        box = random_crop_box(rng, scale, ratio=(1.0, 1.0), aspect=aspect)
+        iw = min(x1, box.left + box.width) - max(x0, box.left)
+        ih = min(y1, box.top + box.height) - max(y0, box.top)
+        if iw > 0 and ih > 0 and cover[0] <= iw * ih / area <= cover[1]:
+            return box
+    return None
+
+
 def crop(array: np.ndarray, box: CropBox) -> np.ndarray:
     """The part of an (H, W) or (H, W, C) array inside ``box`` (at least one pixel)."""
     h, w = array.shape[:2]

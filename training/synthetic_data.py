@@ -16,7 +16,17 @@ augmentation (pair datasets):
 * ``crop``: ``[min, max]`` area fraction of a random crop of views >= 1 that keeps the
   object whole (so the caption or sound still matches), cut at the same place from a paired
   depth/thermal map (``training/augment.py``);
-* ``freq_mask``: audio views >= 1 get one frequency mask of up to this many mel bins.
+* ``freq_mask``: audio views >= 1 get one frequency mask of up to this many mel bins;
+* ``background``: (text pairs only) add this fraction of ``n`` object-free frames, each
+  captioned as background (``SyntheticWorld.background_caption``). Without them every
+  training image holds an object, and a detector's windows of plain background end up
+  closest to some class (the smallest one); with them background has its own embedding.
+  The first ``n`` samples are the same with or without them;
+* ``parts``: (text pairs only, with ``crop``) this share of the views >= 1 of object
+  samples becomes a hard negative instead: a square crop showing only a part of the object
+  (``training/augment.partial_crop_box``, area ``part_crop`` of the frame, holding a share
+  ``part_cover`` of the object's box) captioned as background, so that windows that cut an
+  object score below windows that hold it.
 """
 
 from __future__ import annotations
@@ -28,9 +38,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from imagebind_ros.synthetic import SyntheticWorld, thermal_to_mono16
+from imagebind_ros.synthetic import BACKGROUND_CAPTIONS, SyntheticWorld, thermal_to_mono16
 
-from .augment import crop, frequency_mask, hflip, random_crop_box, view_rng
+from .augment import crop, frequency_mask, hflip, partial_crop_box, random_crop_box, view_rng
 from .data import (
     EvalSet,
     PairDataset,
@@ -41,7 +51,8 @@ from .data import (
 )
 
 SPEC_KEYS = {"kind", "n", "seed", "split", "classes", "world_seed", "image_size", "views",
-             "modalities", "crop", "freq_mask"}
+             "modalities", "crop", "freq_mask", "background", "parts", "part_crop",
+             "part_cover"}
 SPATIAL = ("depth", "thermal")
 
 
@@ -109,17 +120,42 @@ class SyntheticPairs(PairDataset):
         n = int(spec["n"])
         samples = self.world.dataset(n, self.split, self.seed, ("vision", modality))
         self.images = [s.image for s in samples]
-        self.labels = [s.class_id for s in samples]
+        h, w = self.world.image_hw
+        self.boxes: list[np.ndarray | None] = [
+            s.box / np.array([w, h, w, h], np.float64) for s in samples]
+        n_bg = round(n * float(spec.get("background") or 0.0))
+        if n_bg and modality != "text":
+            raise ValueError(f"background frames are captioned: text pairs only, not "
+                             f"{modality!r}")
+        if n_bg < 0:
+            raise ValueError(f"synthetic background must be a fraction >= 0, got "
+                             f"{spec.get('background')!r}")
+        self.parts = float(spec.get("parts") or 0.0)
+        self.part_crop = tuple(spec.get("part_crop") or (0.05, 0.5))
+        self.part_cover = tuple(spec.get("part_cover") or (0.02, 0.35))
+        if self.parts and (modality != "text" or not self.crop):
+            raise ValueError("parts (partial-object negatives) need text pairs with crop")
+        if not 0 <= self.parts <= 1:
+            raise ValueError(f"synthetic parts must be a share in [0, 1], got {self.parts}")
+        captions: list[str] = []
+        for g in np.random.default_rng([self.world.seed, self.seed, 0xB6]).spawn(n_bg):
+            g_img, g_cap = g.spawn(2)
+            self.images.append(self.world.background(g_img, ("vision",)).image)
+            captions.append(self.world.background_caption(g_cap))
+            self.boxes.append(None)  # no object to keep whole: any crop is background
         # raw maps are kept only where crops must cut them before preprocessing
         self.raw = ([raw_sensor(modality, s) for s in samples]
                     if self.crop and modality in SPATIAL else None)
-        h, w = self.world.image_hw
-        self.boxes = [s.box / np.array([w, h, w, h], np.float64) for s in samples]
         self.x = [sensor_tensor(modality, s, self.world, transforms)
                   for s in tqdm(samples, desc=f"preprocess {modality}", leave=False,
                                 disable=None)]
+        self.x += [transforms.text([c])[0] for c in captions]
+        self.background_x = transforms.text(list(BACKGROUND_CAPTIONS)) if self.parts else None
         aug = "" if self.crop is None else f"/crop{list(self.crop)}"
         aug += f"/fm{self.freq_mask}" if self.freq_mask else ""
+        aug += f"/bg{n_bg}" if n_bg else ""
+        aug += (f"/parts{self.parts}{list(self.part_crop)}{list(self.part_cover)}"
+                if self.parts else "")
         self._id = (f"synthetic/{self.world.seed}/{self.world.num_classes}/"
                     f"{self.world.image_hw[0]}/{self.split}/{self.seed}{aug}")
 
@@ -139,8 +175,14 @@ class SyntheticPairs(PairDataset):
         flip = view % 2 == 1
         rng = view_rng(self.seed, index, view)
         h, w = self.world.image_hw
-        box = (random_crop_box(rng, self.crop, aspect=w / h, contain=self.boxes[index])
-               if self.crop else None)
+        obj = self.boxes[index]
+        box = None
+        if self.background_x is not None and obj is not None and rng.random() < self.parts:
+            box = partial_crop_box(rng, self.part_crop, obj, self.part_cover, aspect=w / h)
+            if box is not None:
+                x = self.background_x[int(rng.integers(len(self.background_x)))]
+        if box is None and self.crop:
+            box = random_crop_box(rng, self.crop, aspect=w / h, contain=obj)
         if self.modality in SPATIAL and self.raw is not None and box is not None:
             raw = crop(self.raw[index], box)
             x = spatial_tensor(self.modality, hflip(raw) if flip else raw, self.transforms)
