@@ -40,7 +40,7 @@ from imagebind_ros.detection import (DetectorConfig, Prompt, RegionDetector,  # 
                                      Trial, draw_detections, evaluate_synthetic, pyramid)
 from imagebind_ros.inference.bench_utils import single_encoder_model, time_calls  # noqa
 from imagebind_ros.model import ImageBindModel, create_model  # noqa: E402
-from imagebind_ros.synthetic import SyntheticWorld  # noqa: E402
+from imagebind_ros.synthetic import BACKGROUND_CAPTIONS, SyntheticWorld  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "demo" / "demo.pt"
@@ -112,20 +112,24 @@ def accuracy(args: argparse.Namespace) -> None:
         "checkpoint": str(args.checkpoint), "scenes": args.scenes, "seed": args.seed,
         "objects": 3, "minutes": minutes, "load": [load0, os.getloadavg()[0]],
         "hit_rate": by_class,
+        "object_free_windows_nearest": background_classes(model, world, args.seed),
         "trials": [t.__dict__ for t in trials]}, indent=1))
-    background_classes(model, world, args.seed)
     example(model, world, args.seed, args.image)
 
 
 def background_classes(model: ImageBindModel, world: SyntheticWorld, seed: int,
-                       scenes: int = 10) -> None:
-    """Which class caption the windows that touch NO object are closest to: a class that
+                       scenes: int = 10) -> dict[str, float]:
+    """Which caption the windows that touch NO object are closest to, among the class
+    captions and a background caption (the mean of ``BACKGROUND_CAPTIONS``): a class that
     wins on plain background cannot be told from it by any scoring of windows."""
     cfg = model.config
     text = encoder(model, "text")
     captions = text(pp.tokenize([f"a photo of a {c}" for c in world.classes], cfg.text))
+    bg = text(pp.tokenize(list(BACKGROUND_CAPTIONS), cfg.text)).mean(0)
+    captions = np.concatenate([captions, bg[None] / np.linalg.norm(bg)])
+    names = (*world.classes, "background")
     det = RegionDetector(encoder(model, "vision"), cfg.vision, DetectorConfig())
-    counts = np.zeros(world.num_classes)
+    counts = np.zeros(len(names))
     for g in np.random.default_rng([world.seed, 0xDE7EC7, seed]).spawn(scenes):
         ids = [int(c) for c in g.choice(world.num_classes, 3, replace=False)]
         scene = world.scene(ids, g)
@@ -136,10 +140,11 @@ def background_classes(model: ImageBindModel, world: SyntheticWorld, seed: int,
                  & (np.minimum(b[:, None, 3], t[None, :, 3]) > np.maximum(b[:, None, 1],
                                                                           t[None, :, 1])))
         free = regions.embeddings[~touch.any(1)]
-        counts += np.bincount((free @ captions.T).argmax(1), minlength=world.num_classes)
+        counts += np.bincount((free @ captions.T).argmax(1), minlength=len(names))
     share = counts / counts.sum()
     print(f"object-free windows ({int(counts.sum())} in {scenes} scenes), nearest caption: "
-          + ", ".join(f"{c} {s:.2f}" for c, s in zip(world.classes, share)))
+          + ", ".join(f"{c} {s:.2f}" for c, s in zip(names, share)))
+    return {c: float(s) for c, s in zip(names, share)}
 
 
 def example(model: ImageBindModel, world: SyntheticWorld, seed: int, out: str) -> None:

@@ -67,7 +67,7 @@ class DetectorConfig:
     batch_size: int = 64
     localize: str = "map"
     # Map mode: region threshold between the map's median (0) and its peak (1).
-    map_threshold: float = 0.6
+    map_threshold: float = 0.5
     # Background subtraction weight: 0 = plain cosine; 1 = the prompt's component along the
     # frame's mean window embedding is removed before scoring (what most of the frame looks
     # like stops counting as a match).

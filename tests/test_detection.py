@@ -169,8 +169,11 @@ def planted_scene() -> tuple[np.ndarray, dict[str, np.ndarray]]:
 def test_detector_finds_planted_objects_with_one_embedding_pass(refine: int) -> None:
     img, truth = planted_scene()
     enc = ColourEncoder(VISION)
+    # without GrabCut the box is the map region's: at 0.6 of the peak it hugs the object
+    # (the default 0.5 leaves the tightening to GrabCut)
     det = RegionDetector(enc, VISION, DetectorConfig(scales=(0.15, 0.25), batch_size=50,
-                                                     refine_iterations=refine))
+                                                     refine_iterations=refine,
+                                                     map_threshold=0.5 if refine else 0.6))
     regions = det.regions(img)
     calls = enc.calls
     assert calls == -(-enc.windows // 50)  # batches of batch_size
@@ -239,8 +242,9 @@ def test_draw_detections_marks_boxes_without_touching_input() -> None:
 def test_demo_model_audio_and_text_prompts_find_the_object() -> None:
     """Small version of docs/detection.md's benchmark: 6 held-out scenes of 3 objects, every
     object prompted by a fresh sound and by a caption. The full run (50 scenes) is
-    bench/detection.py; here the rate must stay far above chance (a random box has IoU >= 0.5
-    with the object in well under 1 % of trials)."""
+    bench/detection.py (0.85 for both). These 6 scenes come from the tuning stream (seed 1):
+    15/18 sounds and 14/18 captions hit, most at IoU > 0.75; 12/18 is required, far above
+    chance (a random box has IoU >= 0.5 with the object in well under 1 % of trials)."""
     torch.set_num_threads(1)
     model = create_model(checkpoint=DEMO)
     vision, audio, text = (model.config.modality(m) for m in ("vision", "audio", "text"))
@@ -260,4 +264,4 @@ def test_demo_model_audio_and_text_prompts_find_the_object() -> None:
     assert len(trials) == 6 * 3 * 2
     for modality in makers:
         rate = np.mean([t.hit for t in trials if t.modality == modality])
-        assert rate >= 0.5, f"{modality} prompts: {rate:.2f} of top detections hit"
+        assert rate >= 0.65, f"{modality} prompts: {rate:.2f} of top detections hit"

@@ -130,7 +130,9 @@ Weights are stored as float16 and loaded as float32.
     {cmd}
 
 1. a hub (vision + text, width 64, 2 blocks) trained CLIP-style on synthetic (image, caption)
-   pairs, each time a new random crop that keeps the object whole ({hub_cfg});
+   pairs, each time a new random crop that keeps the object whole, plus object-free frames
+   and crops that cut the object, both captioned as background (the negatives that
+   prompted detection needs: docs/detection.md) ({hub_cfg});
 2. the hub frozen, audio, depth, thermal and IMU encoders trained with (image, X) pairs only,
    each spoke on its own draw of the world, with aligned crops for depth/thermal and
    frequency masks for audio ({spokes_cfg}): no spoke ever saw a caption, and no two spokes
