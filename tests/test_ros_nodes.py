@@ -156,6 +156,7 @@ encoder_node:
         assert child.proc.poll() is None, "\n".join(child.lines)
         for m, pub in harness.pubs.items():
             wait_for(lambda: pub.get_subscription_count() > 0, 30, f"{m} subscription")
+        warm_up(harness)
         yield child, harness
     finally:
         harness.close()
@@ -172,6 +173,20 @@ def next_stamp(step_s: float = 1.0) -> int:
 
 
 WORLD = SyntheticWorld(seed=3)
+
+
+def warm_up(h: Harness) -> None:
+    """Publish image frames until each image modality answers: best-effort messages sent
+    before discovery has matched both ends are lost, and each test publishes only once."""
+    s = scene(0)
+    frames = {"vision": (s.image, "rgb8"), "depth": (depth_to_mm(s.depth_m), "16UC1"),
+              "thermal": (thermal_to_mono16(s.thermal), "mono16")}
+    for m, (arr, enc) in frames.items():
+        end = time.monotonic() + 60
+        while not h.embeddings[m]:
+            assert time.monotonic() < end, f"no {m} embedding within 60 s"
+            h.pubs[m].publish(cv.numpy_to_image(arr, enc, cv.make_header(next_stamp(), "w")))
+            time.sleep(0.5)
 
 
 def scene(class_id: int = 0) -> Any:
