@@ -469,11 +469,36 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     cfg = load_config(args.config, overrides)
     trainer = Trainer(cfg)
+    distributed = trainer.world > 1 and dist.is_initialized() and "RANK" in os.environ
+    finished = False
     try:
-        return trainer.run()
+        status = trainer.run()
+        finished = True
+        return status
     finally:
-        if trainer.world > 1 and dist.is_initialized() and "RANK" in os.environ:
+        if distributed:
+            if finished:
+                _quiesce_gloo()
+            del trainer  # DDP's reducer holds the process group: free it while it is alive
             dist.destroy_process_group()
+
+
+def _quiesce_gloo(timeout_s: float = 120.0) -> None:
+    """Meet the other ranks before tearing the process group down.
+
+    gloo's worker threads free finished work (and its tensors, which needs the GIL) after
+    the collective returns; ProcessGroupGloo's destructor joins those threads while holding
+    the GIL, so tearing down at that moment deadlocks at exit (seen about 1 run in 8). The
+    barrier runs on the same threads after that work, and the wait releases the GIL.
+    """
+    if dist.get_backend() != "gloo":
+        return
+    from datetime import timedelta
+
+    try:
+        dist.monitored_barrier(timeout=timedelta(seconds=timeout_s))
+    except RuntimeError as e:  # a rank died: exit anyway, the launcher reports it
+        log.warning("ranks did not meet before shutdown: %s", e)
 
 
 if __name__ == "__main__":
