@@ -111,7 +111,8 @@ def test_plain_state_dict_needs_matching_preset(tiny: torch.nn.Module, tmp_path:
     path = tmp_path / "plain.pth"
     torch.save(tiny.state_dict(), path)
     assert create_model("tiny", checkpoint=path).config.name == "tiny"
-    with pytest.raises(CheckpointError, match=r"80 missing keys: modality_trunks\.audio\.blocks\.1"):
+    with pytest.raises(CheckpointError,
+                       match=r"80 missing keys: modality_trunks\.audio\.blocks\.1"):
         create_model("imagebind_small", checkpoint=path)  # 2 blocks per trunk, tiny has 1
     wider = get_config("tiny")
     wider.out_embed_dim = 24

@@ -576,7 +576,8 @@ def test_runner_demo_prints_a_table_and_exits_zero() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "imagebind_ros.cli", "run", "--params", "config/fusion.yaml",
          "--params", "config/demo.yaml", "--duration", "12", "--table", "--table-period", "3",
-         "--executor", "events", *sets], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=180)
+         "--executor", "events", *sets],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     tables = out.split("t=")[1:]
