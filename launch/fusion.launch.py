@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import yaml
+from imagebind_ros.ros.runner import read_params
 
 try:
     from launch import LaunchContext, LaunchDescription
@@ -93,35 +93,16 @@ def overrides(values: dict[str, str], node: str) -> dict[str, Any]:
     return out
 
 
-def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def file_parameters(params_file: str, node: str, cwd: str, share: str) -> dict[str, str]:
     """The file parameters of ``node`` in ``params_file`` that are relative, missing from
     ``cwd`` and present under ``share``, as absolute paths (so the installed demo runs from
     any directory)."""
-    with open(params_file, encoding="utf-8") as f:
-        doc = yaml.safe_load(f) or {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{params_file}: not a ROS 2 parameter file (no node sections)")
-    out: dict[str, str] = {}
-    for section, body in doc.items():  # `encoder_node:`, `/encoder_node:` or `/**:`
-        if str(section).strip("/") not in (node, "**") or not isinstance(body, dict):
-            continue
-        for name, value in _flatten(body.get("ros__parameters") or {}).items():
+    return {name: os.path.join(share, value)
+            for name, value in read_params([params_file], node).items()
             if (name in PATH_PARAMETERS and isinstance(value, str) and value
-                    and not os.path.isabs(value)
-                    and not os.path.exists(os.path.join(cwd, value))
-                    and os.path.exists(os.path.join(share, value))):
-                out[name] = os.path.join(share, value)
-    return out
+                and not os.path.isabs(value)
+                and not os.path.exists(os.path.join(cwd, value))
+                and os.path.exists(os.path.join(share, value)))}
 
 
 def _nodes(context: LaunchContext) -> list[Any]:
