@@ -58,24 +58,36 @@ def expand(items: Sequence[str], modality: str) -> list[Path]:
     return out
 
 
-def _image_encoding(arr: np.ndarray, what: str) -> str:
-    """The sensor_msgs encoding of a depth or thermal array, from its dtype."""
-    if arr.ndim != 2 or arr.size == 0:
-        raise PlaybackError(f"{what}: expected a non-empty single-channel image, got shape "
-                            f"{arr.shape}")
-    if arr.dtype == np.uint16:
-        return "16UC1" if what.startswith("depth") else "mono16"
-    if arr.dtype == np.uint8:
-        return "mono8"
-    return "32FC1"
-
-
 @dataclass(frozen=True)
 class Picture:
     """One image of the playback and the encoding it is published with."""
 
     data: np.ndarray
     encoding: str
+
+
+def read_picture(modality: str, path: Path) -> Picture:
+    """An image file as published: RGB as rgb8; depth in millimetres (16-bit PNG, integer
+    .npy) as 16UC1 and in metres (float .npy) as 32FC1; thermal mono8/mono16 by its dtype,
+    anything else as 32FC1."""
+    if modality == "vision":
+        return Picture(pp.load_image(path), "rgb8")
+    if modality == "depth":
+        arr, units = pp.load_depth(path)
+        if units == "mm":
+            if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                raise PlaybackError(f"depth file {path}: millimetres outside 0..65535")
+            arr = arr.astype(np.uint16)
+    else:
+        arr = pp.load_thermal(path)
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = arr.astype(np.float32)
+    if arr.ndim != 2 or arr.size == 0:
+        raise PlaybackError(f"{modality} file {path}: expected a non-empty single-channel "
+                            f"image, got shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        return Picture(arr, "16UC1" if modality == "depth" else "mono16")
+    return Picture(arr, "mono8" if arr.dtype == np.uint8 else "32FC1")
 
 
 class FilePlayback:
@@ -109,19 +121,8 @@ class FilePlayback:
         return tuple(m for m in MODALITIES if have.get(m))
 
     def _load(self, modality: str, path: Path) -> None:
-        if modality == "vision":
-            self.pictures.setdefault(modality, []).append(Picture(pp.load_image(path), "rgb8"))
-        elif modality == "depth":
-            depth, _units = pp.load_depth(path)  # uint16 = mm, float = m (REP 118 dtypes)
-            arr = depth if depth.dtype == np.uint16 else depth.astype(np.float32)
-            self.pictures.setdefault(modality, []).append(
-                Picture(arr, _image_encoding(arr, f"depth file {path}")))
-        elif modality == "thermal":
-            arr = pp.load_thermal(path)
-            if arr.dtype not in (np.uint8, np.uint16):
-                arr = arr.astype(np.float32)
-            self.pictures.setdefault(modality, []).append(
-                Picture(arr, _image_encoding(arr, f"thermal file {path}")))
+        if modality in ("vision", "depth", "thermal"):
+            self.pictures.setdefault(modality, []).append(read_picture(modality, path))
         elif modality == "audio":
             wave, rate = pp.load_audio(path)
             if wave.shape[0] == 0:

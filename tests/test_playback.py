@@ -53,6 +53,18 @@ def test_images_play_as_read_one_scene_per_segment(scene_files: dict[str, list[P
     assert pb.picture("thermal", 9.0).encoding == "mono8"
 
 
+def test_integer_npy_depth_is_millimetres(tmp_path: Path) -> None:
+    """REP 118 by dtype: an integer .npy holds millimetres (16UC1), never metres."""
+    mm = np.array([[0, 450, 12000], [65535, 1, 3000]], np.int64)
+    np.save(tmp_path / "mm.npy", mm)
+    pic = FilePlayback({"depth": [str(tmp_path / "mm.npy")]}).picture("depth", 0.0)
+    assert pic.encoding == "16UC1" and pic.data.dtype == np.uint16
+    assert np.array_equal(pic.data, mm)
+    np.save(tmp_path / "far.npy", mm + 1)
+    with pytest.raises(PlaybackError, match="outside 0..65535"):
+        FilePlayback({"depth": [str(tmp_path / "far.npy")]})
+
+
 def test_directories_and_globs_expand_in_sorted_order(scene_files: dict[str, list[Path]]
                                                       ) -> None:
     folder = scene_files["vision"][0].parent
