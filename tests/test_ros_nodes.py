@@ -916,6 +916,36 @@ def test_sim_sensors_play_files(tmp_path: Path) -> None:
         assert np.abs(playback.audio((j0 + k) * 320, 320) - x[:, 0]).max() <= 1 / 32768
 
 
+def test_sim_sensors_files_truth_follows_the_scene_labels(tmp_path: Path) -> None:
+    """files.labels: scene i's label is the truth while scene i plays (majority over an
+    audio window); no labels, no truth."""
+    from PIL import Image as PILImage
+
+    from imagebind_ros.ros.sim_sensors_node import SimSensorsNode
+
+    for i in range(2):
+        PILImage.fromarray(np.full((8, 8, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    base = [Parameter("source", value="files"), Parameter("switch_seconds", value=2.0),
+            Parameter("files.vision", value=[str(tmp_path)])]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=(os.getpid() + 60) % 100 + 101)
+    try:
+        node = SimSensorsNode(context=ctx, parameter_overrides=[
+            *base, Parameter("files.labels", value=["dog", "car"])])
+        t0 = node.t0_ns
+        assert node.truth(t0 + NS // 2) == ("dog", ("dog",))
+        assert node.truth(t0 + 5 * NS // 2) == ("car", ("car",))
+        assert node.truth(t0 + 9 * NS // 2) == ("dog", ("dog",))  # scene 2 = file 0
+        # at 2.4 s the 2-s window is mostly scene 0, the frame already scene 1
+        assert node.truth(t0 + 12 * NS // 5, window_s=2.0) == ("dog", ("car",))
+        node.destroy_node()
+        node = SimSensorsNode(context=ctx, parameter_overrides=base)
+        assert node.truth(node.t0_ns + NS) is None
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
 @pytest.mark.parametrize("params,text", [
     (["source:=files", 'files.vision:=["/nonexistent/rgb.png"]'], "/nonexistent/rgb.png"),
     (["source:=files"], "no files.<modality> list has files"),

@@ -157,7 +157,7 @@ class Monitor:
         truth, correct = "", None
         top = msg.results[0] if msg.results else None
         known = (self.sim.truth(stamp, self.windows.get(msg.modality, 0.0))
-                 if self.sim is not None and top is not None else None)
+                 if self.sim is not None else None)
         if known is not None and top is not None:
             sounding, visible = known
             if msg.modality in VISUAL:

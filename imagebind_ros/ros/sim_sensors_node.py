@@ -149,16 +149,15 @@ class SimSensorsNode(Node):
         the camera frame of this stamp): what a right zero-shot answer is; None when unknown
         (files without ``files.labels``)."""
         t = max(0.0, (stamp_ns - self.t0_ns) / NS)
+        times = np.linspace(max(0.0, t - window_s), t, 41)
         if self.playback is not None:
             if not self.scene_labels:
                 return None
             labels = self.scene_labels
-            times = np.linspace(max(0.0, t - window_s), t, 41)
-            ks = np.bincount([self.playback.scene_index(x) % len(labels) for x in times])
-            return labels[int(ks.argmax())], (labels[self.playback.scene_index(t) % len(labels)],)
+            ks = [self.playback.scene_index(x) % len(labels) for x in times]
+            return labels[int(np.bincount(ks).argmax())], (labels[ks[-1]],)
         assert self.world is not None
         names = self.world.classes
-        times = np.linspace(max(0.0, t - window_s), t, 41)
         sounding = np.bincount([self.stream.class_at(x) for x in times]).argmax()
         return names[int(sounding)], tuple(names[int(c)] for c in self._frame(t).class_ids)
 
