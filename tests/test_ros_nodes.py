@@ -10,13 +10,14 @@ single-process runner (``make demo``'s command) and the microphone without a sou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
 TOPICS = {"vision": "camera/image_raw", "audio": "audio", "depth": "depth/image_raw",
           "thermal": "thermal/image_raw", "imu": "imu/data"}
 NODE_MAIN = "import sys; from imagebind_ros.ros.encoder_node import main; sys.exit(main())"
+SIM_MAIN = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
@@ -807,10 +809,9 @@ def test_onnxruntime_backend_parameter(offline: Any, tmp_path: Path) -> None:
         assert abs(r.score - scores[r.class_id]) < 1e-3
 
 
-def test_sim_sensors_publish_the_stream_at_sensor_rates() -> None:
-    code = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "-p", "seed:=4"],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+@contextlib.contextmanager
+def sensor_listener() -> Iterator[dict[str, list[Any]]]:
+    """Collects the camera, depth, audio and IMU topics in a private context."""
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     got: dict[str, list[Any]] = {"vision": [], "audio": [], "imu": [], "depth": []}
@@ -822,16 +823,25 @@ def test_sim_sensors_publish_the_stream_at_sensor_rates() -> None:
     ex.add_node(node)
     threading.Thread(target=ex.spin, daemon=True).start()
     try:
-        wait_for(lambda: len(got["audio"]) > 5, 60, "sim audio")
-        t_start = time.monotonic()
-        marks = {m: len(v) for m, v in got.items()}
-        time.sleep(2.0)
-        elapsed = time.monotonic() - t_start
-        counts = {m: len(v) - marks[m] for m, v in got.items()}
+        yield got
     finally:
         ex.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_sim_sensors_publish_the_stream_at_sensor_rates() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", SIM_MAIN, "--ros-args", "-p", "seed:=4"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        with sensor_listener() as got:
+            wait_for(lambda: len(got["audio"]) > 5, 60, "sim audio")
+            t_start = time.monotonic()
+            marks = {m: len(v) for m, v in got.items()}
+            time.sleep(2.0)
+            elapsed = time.monotonic() - t_start
+            counts = {m: len(v) - marks[m] for m, v in got.items()}
+    finally:
         proc.terminate()
         proc.wait(timeout=10)
     assert 15 <= counts["vision"] / elapsed <= 33, counts  # 30 Hz (late frames are skipped)
@@ -876,25 +886,13 @@ def test_sim_sensors_play_files(tmp_path: Path) -> None:
     args = ["--ros-args", "-p", "source:=files", "-p", "switch_seconds:=2.0"]
     for m, paths in files.items():
         args += ["-p", f"files.{m}:={paths}".replace("'", '"')]
-    code = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=ENV,
+    proc = subprocess.Popen([sys.executable, "-c", SIM_MAIN, *args], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    got: dict[str, list[Any]] = {"vision": [], "audio": [], "depth": [], "imu": []}
-    node = rclpy.create_node("files_listener", context=ctx)
-    for m, typ in (("vision", Image), ("depth", Image), ("audio", AudioChunk), ("imu", Imu)):
-        node.create_subscription(typ, TOPICS[m], got[m].append, sensor_qos(50))
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    threading.Thread(target=ex.spin, daemon=True).start()
     try:
-        wait_for(lambda: len(got["audio"]) > 60 and got["vision"] and got["depth"], 60,
-                 "played files")
+        with sensor_listener() as got:
+            wait_for(lambda: len(got["audio"]) > 60 and got["vision"] and got["depth"], 60,
+                     "played files")
     finally:
-        ex.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
         proc.terminate()
         out = proc.communicate(timeout=10)[0]
     assert "playing files: vision, depth, audio" in out, out
@@ -952,9 +950,8 @@ def test_sim_sensors_files_truth_follows_the_scene_labels(tmp_path: Path) -> Non
     (["source:=bag"], "source must be synthetic or files"),
 ])
 def test_sim_sensors_bad_source_stops_with_one_line(params: list[str], text: str) -> None:
-    code = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
     args = [a for p in params for a in ("-p", p)]
-    proc = subprocess.run([sys.executable, "-c", code, "--ros-args", *args], env=ENV,
+    proc = subprocess.run([sys.executable, "-c", SIM_MAIN, "--ros-args", *args], env=ENV,
                           capture_output=True, text=True, timeout=60)
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and text in lines[0], lines
