@@ -47,6 +47,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image, Imu  # noqa: E402
 
 from imagebind_ros.msg import AudioChunk, Embedding  # noqa: E402
+from imagebind_ros.decode import stamp_to_ns  # noqa: E402
 from imagebind_ros.ros import conversions as cv  # noqa: E402
 from imagebind_ros.ros.node_utils import RELIABLE_QOS, sensor_qos  # noqa: E402
 from imagebind_ros.synthetic import SyntheticWorld  # noqa: E402
@@ -113,7 +114,7 @@ class Listener:
 
     def find(self, modality: str, stamp_ns: int) -> tuple[int, Embedding] | None:
         return next(((t, e) for t, e in list(self.got[modality])
-                     if cv.stamp_to_ns(e.header.stamp) == stamp_ns), None)
+                     if stamp_to_ns(e.header.stamp) == stamp_ns), None)
 
 
 def encoder_args(model: list[str], extra: list[str]) -> list[str]:
@@ -230,7 +231,7 @@ def sustained(model: list[str], duration: float) -> list[str]:
            "| modality | received | embedded | dropped (newer input first) | bad "
            "| latency p50 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
     for m in MODALITIES:
-        lat = [(t - cv.stamp_to_ns(e.header.stamp)) / 1e6 for t, e in listener.got[m][mark[m]:]]
+        lat = [(t - stamp_to_ns(e.header.stamp)) / 1e6 for t, e in listener.got[m][mark[m]:]]
         got, pub, drop, bad = stats.get(m, ("-",) * 4)
         p50, p99 = (np.percentile(lat, 50), np.percentile(lat, 99)) if lat else (np.nan,) * 2
         out.append(f"| {m} | {got} | {pub} | {drop} | {bad} | {p50:.0f} | {p99:.0f} |")

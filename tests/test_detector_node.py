@@ -33,6 +33,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from imagebind_ros import preprocess as pp  # noqa: E402
+from imagebind_ros.decode import decode_image, stamp_to_ns  # noqa: E402
 from imagebind_ros.detection import DetectorConfig, Prompt, RegionDetector  # noqa: E402
 from imagebind_ros.memory import NS, EmbeddingMemory, combine  # noqa: E402
 from imagebind_ros.model import create_model, save_model  # noqa: E402
@@ -92,7 +93,7 @@ class Harness:
         end = time.monotonic() + timeout
 
         def mine(box: list) -> Any:
-            return next((m for m in list(box) if cv.stamp_to_ns(m.header.stamp) == stamp),
+            return next((m for m in list(box) if stamp_to_ns(m.header.stamp) == stamp),
                         None)
 
         while time.monotonic() < end:
@@ -162,10 +163,10 @@ def offline_detector(model: Any) -> RegionDetector:
 
 def check_detections(msg: Detection2DArray, want: list, stamp: int) -> None:
     """The published detections equal the offline ones (order, box, score, label)."""
-    assert msg.header.frame_id == "cam_test" and cv.stamp_to_ns(msg.header.stamp) == stamp
+    assert msg.header.frame_id == "cam_test" and stamp_to_ns(msg.header.stamp) == stamp
     assert len(msg.detections) == len(want)
     for d, w in zip(msg.detections, want):
-        assert cv.stamp_to_ns(d.header.stamp) == stamp
+        assert stamp_to_ns(d.header.stamp) == stamp
         assert [r.class_id for r in d.results] == [w.label]
         assert d.results[0].score == pytest.approx(np.clip(w.score, 0, 1), abs=1e-4)
         assert d.prompt_modality == w.modality
@@ -196,9 +197,10 @@ def test_text_prompt_detections_equal_offline_and_image_is_annotated(graph: Any,
         offline_detector(offline).regions(scene.image), [Prompt("car", "text", text)])
     assert want
     check_detections(dets, want, stamp)
-    arr, enc = cv.image_to_numpy(img)
-    assert enc == "rgb8" and arr.shape == scene.image.shape
-    assert img.header.frame_id == "cam_test" and cv.stamp_to_ns(img.header.stamp) == stamp
+    pic = decode_image(img)
+    arr = pic.array
+    assert pic.encoding == "rgb8" and arr.shape == scene.image.shape
+    assert img.header.frame_id == "cam_test" and stamp_to_ns(img.header.stamp) == stamp
     assert (arr != scene.image).any()
 
 
@@ -285,7 +287,7 @@ def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any,
 
     def same(resp: Any, want: list) -> None:
         assert resp.success, resp.message
-        got = [(x.modality, cv.stamp_to_ns(x.header.stamp), x.header.frame_id, x.label)
+        got = [(x.modality, stamp_to_ns(x.header.stamp), x.header.frame_id, x.label)
                for x in resp.hits]
         assert got == [(w.modality, w.stamp_ns, w.frame_id, w.label) for w in want]
         np.testing.assert_allclose([x.similarity for x in resp.hits],

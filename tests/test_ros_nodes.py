@@ -42,6 +42,8 @@ from rcl_interfaces.srv import SetParameters, SetParametersAtomically  # noqa: E
 from sensor_msgs.msg import Image, Imu  # noqa: E402
 
 from imagebind_ros import preprocess as pp  # noqa: E402
+from imagebind_ros.decode import (decode_audio_chunk, decode_image,  # noqa: E402
+                                   stamp_to_ns)
 from imagebind_ros.model import create_model, get_config, save_model  # noqa: E402
 from imagebind_ros.msg import AudioChunk, Embedding, ZeroShot  # noqa: E402
 from imagebind_ros.ros import conversions as cv  # noqa: E402
@@ -105,11 +107,11 @@ class Harness:
                zero_shot: bool = False) -> Any:
         box = (self.zero_shot if zero_shot else self.embeddings)[modality]
         return wait_for(lambda: next((e for e in list(box)
-                                      if cv.stamp_to_ns(e.header.stamp) == stamp_ns), None),
+                                      if stamp_to_ns(e.header.stamp) == stamp_ns), None),
                         timeout, f"{modality} output stamped {stamp_ns}")
 
     def stamps(self, modality: str) -> set[int]:
-        return {cv.stamp_to_ns(e.header.stamp) for e in list(self.embeddings[modality])}
+        return {stamp_to_ns(e.header.stamp) for e in list(self.embeddings[modality])}
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -310,9 +312,9 @@ def test_imu_window_resampled_from_irregular_stamps(graph: Any, offline: Any) ->
         published.append(int(i))
         time.sleep(0.0015)
     got = wait_for(lambda: [e for e in list(h.embeddings["imu"])
-                            if cv.stamp_to_ns(e.header.stamp) >= t0], 20, "an IMU embedding")
+                            if stamp_to_ns(e.header.stamp) >= t0], 20, "an IMU embedding")
     e = got[0]
-    stamp = cv.stamp_to_ns(e.header.stamp)
+    stamp = stamp_to_ns(e.header.stamp)
     assert e.header.frame_id == "imu" and len(e.vector) == 16 and e.modality == "imu"
     assert abs(np.linalg.norm(e.vector) - 1) < 1e-5
     # the window = every valid sample published up to the one that completed it
@@ -752,10 +754,10 @@ class InProcess:
         wait_for(lambda: self.pub.get_subscription_count() > 0, 30, "subscription")
 
     def publish_and_wait(self, msg: Any) -> tuple[Embedding, ZeroShot]:
-        stamp = cv.stamp_to_ns(msg.header.stamp)
+        stamp = stamp_to_ns(msg.header.stamp)
 
         def both() -> Any:
-            mine = [m for m in list(self.got) if cv.stamp_to_ns(m.header.stamp) == stamp]
+            mine = [m for m in list(self.got) if stamp_to_ns(m.header.stamp) == stamp]
             e = [m for m in mine if isinstance(m, Embedding)]
             z = [m for m in mine if isinstance(m, ZeroShot)]
             return (e[0], z[0]) if e and z else None
@@ -848,22 +850,23 @@ def test_sim_sensors_publish_the_stream_at_sensor_rates() -> None:
     assert 40 <= counts["audio"] / elapsed <= 60 and 150 <= counts["imu"] / elapsed <= 230
     stream = SyntheticWorld(seed=4).stream(4, 4.0, (480, 640), 2)
     audio = got["audio"]
-    stamps = np.array([cv.stamp_to_ns(a.header.stamp) for a in audio])
+    stamps = np.array([stamp_to_ns(a.header.stamp) for a in audio])
     assert set(np.diff(stamps)) == {20_000_000}  # contiguous 20-ms chunks, none lost
     # the chunk contents are the stream's samples (as S16LE); find the first chunk's index
-    first, _ = cv.audio_chunk_to_numpy(audio[0])
+    first = decode_audio_chunk(audio[0]).samples
     j0 = next(j for j in range(500)
               if np.abs(stream.audio(j * 320, 320) - first[:, 0]).max() <= 1 / 32768)
     for k in (1, len(audio) // 2, len(audio) - 1):
-        x, sr = cv.audio_chunk_to_numpy(audio[k])
-        assert sr == 16000 and np.abs(stream.audio((j0 + k) * 320, 320) - x[:, 0]).max() \
+        sound = decode_audio_chunk(audio[k])
+        assert sound.sample_rate == 16000
+        assert np.abs(stream.audio((j0 + k) * 320, 320) - sound.samples[:, 0]).max() \
             <= 1 / 32768
-    imu_t = np.array([cv.stamp_to_ns(m.header.stamp) for m in got["imu"]])
+    imu_t = np.array([stamp_to_ns(m.header.stamp) for m in got["imu"]])
     assert set(np.diff(imu_t)) <= {5_000_000, 4_999_999, 5_000_001}
-    frames = np.array([cv.stamp_to_ns(m.header.stamp) for m in got["vision"]])
+    frames = np.array([stamp_to_ns(m.header.stamp) for m in got["vision"]])
     steps = np.diff(frames) / (NS / 30)
     assert np.allclose(steps, np.round(steps), atol=1e-3) and np.round(steps).min() >= 1
-    depth = [m for m in got["depth"] if cv.stamp_to_ns(m.header.stamp) in set(frames)]
+    depth = [m for m in got["depth"] if stamp_to_ns(m.header.stamp) in set(frames)]
     assert depth and depth[0].encoding == "16UC1" and got["vision"][0].encoding == "rgb8"
 
 
@@ -898,20 +901,21 @@ def test_sim_sensors_play_files(tmp_path: Path) -> None:
     assert "playing files: vision, depth, audio" in out, out
     assert not got["imu"]  # no IMU files: not published
     assert got["vision"][0].encoding == "rgb8"
-    assert np.array_equal(cv.image_to_numpy(got["vision"][0])[0], rgb)
+    assert np.array_equal(decode_image(got["vision"][0]).array, rgb)
     assert got["depth"][0].encoding == "32FC1"
-    assert np.array_equal(cv.image_to_numpy(got["depth"][0])[0], depth_m)
+    assert np.array_equal(decode_image(got["depth"][0]).array, depth_m)
     playback = FilePlayback(files, switch_seconds=2.0, sample_rate=16000)
     chunks = got["audio"]
-    stamps = np.array([cv.stamp_to_ns(a.header.stamp) for a in chunks])
+    stamps = np.array([stamp_to_ns(a.header.stamp) for a in chunks])
     assert set(np.diff(stamps)) == {20_000_000}
-    first, _ = cv.audio_chunk_to_numpy(chunks[0])
+    first = decode_audio_chunk(chunks[0]).samples
     j0 = next(j for j in range(400)
               if np.abs(playback.audio(j * 320, 320) - first[:, 0]).max() <= 1 / 32768)
     for k in (1, len(chunks) - 1):
-        x, sr = cv.audio_chunk_to_numpy(chunks[k])
-        assert sr == 16000
-        assert np.abs(playback.audio((j0 + k) * 320, 320) - x[:, 0]).max() <= 1 / 32768
+        sound = decode_audio_chunk(chunks[k])
+        assert sound.sample_rate == 16000
+        assert np.abs(playback.audio((j0 + k) * 320, 320) - sound.samples[:, 0]).max() \
+            <= 1 / 32768
 
 
 def test_sim_sensors_files_truth_follows_the_scene_labels(tmp_path: Path) -> None:
@@ -1015,9 +1019,9 @@ def test_microphone_captures_a_played_tone(pulse_source: dict[str, str],
             pytest.fail("the microphone node did not stop within 10 s of SIGTERM")
     assert {(m.sample_rate, m.channels, m.sample_format, m.header.frame_id) for m in got} == {
         (16000, 1, "S16LE", "mic_test")}
-    stamps = np.array([cv.stamp_to_ns(m.header.stamp) for m in got])
+    stamps = np.array([stamp_to_ns(m.header.stamp) for m in got])
     assert set(np.diff(stamps)) == {20_000_000}  # sample-clock stamps, no chunk lost
-    x = np.concatenate([cv.audio_chunk_to_numpy(m)[0][:, 0] for m in got])
+    x = np.concatenate([decode_audio_chunk(m).samples[:, 0] for m in got])
     rms = np.array([np.sqrt(np.mean(x[i:i + 8000] ** 2)) for i in range(0, len(x) - 8000, 400)])
     loud = x[int(np.argmax(rms)) * 400:][:8000]
     spectrum = np.abs(np.fft.rfft(loud * np.hanning(len(loud))))

@@ -37,6 +37,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from imagebind_ros import decode as dec
 from imagebind_ros.detection import (LOCALIZERS, Detection, DetectorConfig, Level, Prompt,
                                      RegionDetector, check_vector, draw_detections, pyramid)
 from imagebind_ros.embedder import Embedder, RecentAudio
@@ -50,7 +51,7 @@ from imagebind_ros.srv import SetPrompt
 from imagebind_ros.streams import Mailbox
 
 NODE_NAME = "detector_node"
-BAD_INPUT = (cv.ConversionError, ValueError)
+BAD_INPUT = (dec.DecodeError, ValueError)
 DETECTION_FIELDS = {f.name for f in fields(DetectorConfig)}
 
 
@@ -177,7 +178,7 @@ class DetectorNode(Node):
         d("publish_image", True, "publish the annotated image")
         d("max_rate_hz", 2.0, "most frames processed per second (0 = as fast as possible); "
           "newer frames replace unprocessed ones", read_only=False)
-        d("max_image_bytes", cv.MAX_IMAGE_BYTES, "larger images are dropped")
+        d("max_image_bytes", dec.MAX_IMAGE_BYTES, "larger images are dropped")
         d("scales", list(base.scales), "window sides as fractions of the short image side")
         d("stride", base.stride, "window grid step as a fraction of the window side")
         d("max_regions", base.max_regions, "most windows per frame (the grid is coarsened, "
@@ -322,17 +323,17 @@ class DetectorNode(Node):
 
     def _on_audio(self, msg: AudioChunk) -> None:
         try:
-            x, rate = cv.audio_chunk_to_numpy(msg, self.audio.sample_rate, self.audio.channels)
-            self.audio.push(x, rate)
+            sound = dec.decode_audio_chunk(msg, self.audio.sample_rate, self.audio.channels)
+            self.audio.push(sound.samples, sound.sample_rate)
         except BAD_INPUT as e:
             self._warn.warn(warn_key(f"audio:{e}"), f"audio: dropped chunk: {e}")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         try:
             if isinstance(msg, Image):
-                cv.check_image(msg, self.p["max_image_bytes"])
+                dec.check_image(msg, self.p["max_image_bytes"])
             elif len(msg.data) > self.p["max_image_bytes"]:
-                raise cv.ConversionError(f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds "
+                raise dec.DecodeError(f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds "
                                          f"the limit")
         except BAD_INPUT as e:
             self._warn.warn(warn_key(f"image:{e}"), f"camera: dropped image: {e}")
@@ -360,12 +361,7 @@ class DetectorNode(Node):
         self._live_prompt()
         with self._prompt_lock:
             prompts = list(self._prompts.values())
-        max_bytes = self.p["max_image_bytes"]
-        if isinstance(msg, CompressedImage):
-            arr, enc = cv.compressed_to_numpy(msg, max_bytes)
-        else:
-            arr, enc = cv.image_to_numpy(msg, max_bytes)
-        rgb = cv.to_rgb8(arr, enc)
+        rgb = dec.as_rgb8(dec.decode_picture(msg, self.p["max_image_bytes"]))
         dets: list[Detection] = []
         if prompts:
             dets = self.detector.detect_all(self.detector.regions(rgb), prompts)

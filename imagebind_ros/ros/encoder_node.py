@@ -32,6 +32,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
+from imagebind_ros import decode as dec
 from imagebind_ros import preprocess as pp
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
@@ -47,7 +48,7 @@ SENSOR_MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
 DEFAULT_TOPICS = {"vision": "camera/image_raw", "audio": "audio", "depth": "depth/image_raw",
                   "thermal": "thermal/image_raw", "imu": "imu/data"}
 DEFAULT_RATES = {"vision": 10.0, "audio": 0.0, "depth": 10.0, "thermal": 10.0, "imu": 0.0}
-BAD_INPUT = (cv.ConversionError, StreamError, ValueError)
+BAD_INPUT = (dec.DecodeError, StreamError, ValueError)
 
 
 @dataclass
@@ -146,7 +147,7 @@ class EncoderNode(Node):
                                 "may arrive and still be used")
         p["depth.min_valid_fraction"] = d("depth.min_valid_fraction", 0.01, "depth frames "
                                           "with fewer valid pixels (finite, > 0) are dropped")
-        p["max_image_bytes"] = d("max_image_bytes", cv.MAX_IMAGE_BYTES,
+        p["max_image_bytes"] = d("max_image_bytes", dec.MAX_IMAGE_BYTES,
                                  "larger images are dropped")
         p["labels"] = d("labels", Parameter.Type.STRING_ARRAY,
                         "zero-shot labels (overrides labels_file)", False)
@@ -256,12 +257,12 @@ class EncoderNode(Node):
     def _image_cb(self, modality: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:
             self.stats[modality].received += 1
-            stamp = cv.stamp_to_ns(msg.header.stamp)
+            stamp = dec.stamp_to_ns(msg.header.stamp)
             try:
                 if isinstance(msg, Image):
-                    cv.check_image(msg, self.p["max_image_bytes"])  # metadata only: cheap
+                    dec.check_image(msg, self.p["max_image_bytes"])  # metadata only: cheap
                 elif len(msg.data) > self.p["max_image_bytes"]:
-                    raise cv.ConversionError(
+                    raise dec.DecodeError(
                         f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds the "
                         f"{self.p['max_image_bytes'] / 2 ** 20:.0f} MiB limit")
                 self._gates[modality].check(stamp)
@@ -274,9 +275,9 @@ class EncoderNode(Node):
     def _audio_cb(self, msg: AudioChunk) -> None:
         self.stats["audio"].received += 1
         try:
-            x, rate = cv.audio_chunk_to_numpy(msg, self._audio.sample_rate,
-                                              self._audio.channels)
-            window = self._audio.push(x, rate, cv.stamp_to_ns(msg.header.stamp))
+            sound = dec.decode_audio_chunk(msg, self._audio.sample_rate, self._audio.channels)
+            window = self._audio.push(sound.samples, sound.sample_rate,
+                                      dec.stamp_to_ns(msg.header.stamp))
         except BAD_INPUT as e:
             self._bad("audio", "chunk", e)
             return
@@ -286,7 +287,7 @@ class EncoderNode(Node):
     def _imu_cb(self, msg: Imu) -> None:
         self.stats["imu"].received += 1
         try:
-            sample, stamp = cv.imu_to_numpy(msg)
+            sample, stamp = dec.decode_imu(msg)
             window = self._imu.push(sample, stamp)
         except BAD_INPUT as e:
             self._bad("imu", "sample", e)
@@ -318,24 +319,17 @@ class EncoderNode(Node):
             return pp.audio_to_tensor(data.samples, data.sample_rate, cfg).unsqueeze(0)
         if modality == "imu":
             return pp.imu_to_tensor(data.samples, data.times, cfg).unsqueeze(0)
-        max_bytes = self.p["max_image_bytes"]
-        if isinstance(data, CompressedImage):
-            arr, enc = cv.compressed_to_numpy(data, max_bytes)
-        else:
-            arr, enc = cv.image_to_numpy(data, max_bytes)
+        picture = dec.decode_picture(data, self.p["max_image_bytes"])
         if modality == "vision":
-            return pp.image_to_tensor(cv.to_rgb8(arr, enc), cfg).unsqueeze(0)
+            return pp.image_to_tensor(dec.as_rgb8(picture), cfg).unsqueeze(0)
         if modality == "depth":
-            if enc not in cv.DEPTH_ENCODINGS:
-                raise cv.ConversionError(f"depth must be 16UC1 (mm) or 32FC1 (m), got {enc}")
-            valid = cv.finite_fraction(arr)
+            depth = dec.as_depth(picture)
+            valid = dec.finite_fraction(depth.array)
             if valid < self.p["depth.min_valid_fraction"]:
-                raise cv.ConversionError(f"depth frame has {valid:.1%} valid pixels (NaN, "
-                                         "Inf and 0 are no measurement)")
-            return pp.depth_to_tensor(arr, cfg, "mm" if enc == "16UC1" else "m").unsqueeze(0)
-        if enc not in ("mono8", "mono16", "16UC1", "32FC1"):
-            raise cv.ConversionError(f"thermal must be mono8, mono16 or 32FC1, got {enc}")
-        return pp.thermal_to_tensor(arr, cfg).unsqueeze(0)
+                raise dec.DecodeError(f"depth frame has {valid:.1%} valid pixels (NaN, "
+                                      "Inf and 0 are no measurement)")
+            return pp.depth_to_tensor(depth.array, cfg, depth.units).unsqueeze(0)
+        return pp.thermal_to_tensor(dec.as_thermal(picture), cfg).unsqueeze(0)
 
     def _process(self, modality: str, item: _Input) -> None:
         t0 = time.perf_counter()

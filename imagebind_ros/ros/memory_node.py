@@ -20,6 +20,7 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
+from imagebind_ros.decode import stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.memory import EmbeddingMemory, combine
 from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
@@ -87,14 +88,14 @@ class MemoryNode(Node):
         self.received += 1
         try:
             self.memory.add(np.asarray(msg.vector, np.float32), msg.modality,
-                            cv.stamp_to_ns(msg.header.stamp), msg.header.frame_id,
+                            stamp_to_ns(msg.header.stamp), msg.header.frame_id,
                             model_id=msg.model_id)
         except ValueError as e:
             self._warn.warn(warn_key(f"{msg.modality}:{e}"), f"embedding dropped: {e}")
 
     def _on_zero_shot(self, msg: ZeroShot) -> None:
         if msg.results:
-            self.memory.set_label(msg.modality, cv.stamp_to_ns(msg.header.stamp),
+            self.memory.set_label(msg.modality, stamp_to_ns(msg.header.stamp),
                                   msg.results[0].class_id)
 
     # ------------------------------------------------------------------ queries

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
+from imagebind_ros.decode import AUDIO_FORMATS
 from imagebind_ros.msg import AudioChunk
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.node_utils import (StartupError, WarnLimiter, declare, run_node,
@@ -75,8 +76,8 @@ class MicrophoneNode(Node):
         wait = d("wait_for_device", False, "no device: wait for one instead of exiting")
         retry = d("retry_period_s", 5.0, "seconds between device checks while waiting")
         topic = d("topic", "audio", "output topic")
-        if self.sample_format not in cv.AUDIO_FORMATS:
-            raise StartupError(f"sample_format must be one of {list(cv.AUDIO_FORMATS)}")
+        if self.sample_format not in AUDIO_FORMATS:
+            raise StartupError(f"sample_format must be one of {list(AUDIO_FORMATS)}")
         if self.sample_rate <= 0 or self.channels <= 0:
             raise StartupError("sample_rate and channels must be positive")
         self.pub = self.create_publisher(AudioChunk, topic, sensor_qos(50))

@@ -150,7 +150,7 @@ class Monitor:
             self.rows.setdefault(msg.modality, _Row()).inference_ms = msg.inference_ms
 
     def _on_zero_shot(self, msg: Any) -> None:
-        from imagebind_ros.ros.conversions import stamp_to_ns
+        from imagebind_ros.decode import stamp_to_ns
 
         stamp = stamp_to_ns(msg.header.stamp)
         latency = (self.node.get_clock().now().nanoseconds - stamp) / 1e6
