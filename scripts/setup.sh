@@ -56,6 +56,22 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2'; then
   fi
 fi
 
+# The microphone test needs a real capture device: a PulseAudio server with a null sink
+# (the test starts it). Debian: pulseaudio pulseaudio-utils libasound2-plugins.
+if ! command -v pulseaudio >/dev/null 2>&1 || ! command -v pactl >/dev/null 2>&1 \
+    || ! command -v paplay >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing pulseaudio (apt; the microphone test's capture device)"
+    run "apt-get update" apt-get update -q
+    run "apt-get install pulseaudio" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends pulseaudio pulseaudio-utils \
+      libasound2-plugins
+  else
+    echo "make setup: warning: pulseaudio missing and not root: the microphone test will" \
+         "fail (sudo apt-get install pulseaudio pulseaudio-utils libasound2-plugins)" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   step "creating $VENV"
   run "creating the virtual environment" "$PYTHON" -m venv "$VENV"
