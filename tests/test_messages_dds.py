@@ -20,7 +20,7 @@ require_ros()
 import rclpy  # noqa: E402
 
 MESSAGES = ["AudioChunk", "BoundingBox2D", "ClassHypothesis", "Detection2D",
-            "Detection2DArray", "Embedding", "MemoryHit", "ZeroShot"]
+            "Detection2DArray", "Embedding", "FusionContributors", "MemoryHit", "ZeroShot"]
 MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
 
 # The filler lives in a string so the publisher process runs exactly the same construction.
