@@ -225,6 +225,8 @@ def imu_stationary(imu: np.ndarray, severity: float) -> np.ndarray:
     """The platform stops moving: each channel's deviation from its window mean (gravity and
     biases) shrinks by ``1 - severity``; 1 is a flat, constant signal."""
     x, s = _imu(imu), _check(severity)
+    if s == 0:
+        return x.copy()
     mean = x.mean(axis=0, keepdims=True)
     return (mean + (1 - s) * (x - mean)).astype(x.dtype)
 

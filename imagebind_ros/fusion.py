@@ -126,11 +126,13 @@ class Calibration:
     labels: tuple[str, ...]  # the calibration classes (prototype order)
     sharpness: float = 3.0  # typicality = sigmoid(sharpness * (f - low) / (typical - low))
     quantile: float = 5.0  # percentile of clean inputs that ``low`` is (documentation)
-    model_id: str = ""
+    model_id: str = ""  # as the encoder node's Embedding.model_id ("demo.pt:<config>")
+    checkpoint_sha256: str = ""  # of the checkpoint it was fitted for: a retrain changes it
     source: str = ""  # how it was made (command, data)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": CALIBRATION_VERSION, "model_id": self.model_id,
+                "checkpoint_sha256": self.checkpoint_sha256,
                 "source": self.source, "labels": list(self.labels),
                 "sharpness": self.sharpness, "quantile": self.quantile,
                 "modalities": {m: {"temperature": c.temperature, "bias": dict(c.bias),
@@ -160,7 +162,8 @@ class Calibration:
         if len(dims) > 1:
             raise ValueError(f"fusion calibration: prototypes of different widths {dims}")
         return cls(mods, labels, float(data["sharpness"]), float(data["quantile"]),
-                   str(data.get("model_id", "")), str(data.get("source", "")))
+                   str(data.get("model_id", "")), str(data.get("checkpoint_sha256", "")),
+                   str(data.get("source", "")))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
@@ -226,7 +229,8 @@ def fit_temperature_bias(cosines: np.ndarray, targets: np.ndarray, smoothing: fl
 def fit_calibration(embeddings: Mapping[str, np.ndarray], targets: np.ndarray,
                     label_embeddings: np.ndarray, labels: Sequence[str], *,
                     quantile: float = 5.0, sharpness: float = 3.0, smoothing: float = 0.01,
-                    model_id: str = "", source: str = "") -> Calibration:
+                    model_id: str = "", checkpoint_sha256: str = "",
+                    source: str = "") -> Calibration:
     """Fit the per-modality calibration on a labelled split of CLEAN inputs.
 
     ``embeddings[m]`` is (N, D) unit rows of modality m, ``targets`` (N,) the class index of
@@ -254,7 +258,8 @@ def fit_calibration(embeddings: Mapping[str, np.ndarray], targets: np.ndarray,
         typical = max(float(typical), float(low) + 1e-3)
         mods[m] = ModalityCalibration(temp, dict(zip(labels, bias.tolist())), protos,
                                       float(low), typical)
-    return Calibration(mods, tuple(labels), sharpness, quantile, model_id, source)
+    return Calibration(mods, tuple(labels), sharpness, quantile, model_id, checkpoint_sha256,
+                       source)
 
 
 # ----------------------------------------------------------------------------- fusion
@@ -467,6 +472,7 @@ def _valid(v: np.ndarray, dim: int) -> bool:
 # ----------------------------------------------------------------------------- time sync
 
 T = TypeVar("T")
+_EPS = 1e-9  # 1 ns: stamps that differ by exactly the slop still pair despite rounding
 
 
 @dataclass(frozen=True)
@@ -482,17 +488,19 @@ class ApproximateSync(Generic[T]):
     """Approximate-time alignment of per-modality streams with a slop and timeouts.
 
     Policy (docs/fusion.md, "Synchroniser"): each modality keeps its newest ``queue_size``
-    messages sorted by stamp. A modality is *live* at time ``now`` when its newest stamp is
-    at most its timeout old. The synchroniser looks for the newest *anchor* (a queued stamp)
-    for which every live modality has a message in ``[anchor - slop, anchor]``; the set is
-    that message (the newest such) of each live modality. A set that lacks some live
-    modality is emitted only once waiting is pointless: ``now - anchor`` exceeds that
-    modality's timeout (any message it still sends for that window would be too old to
-    count). Emitting a set drops every queued message at or before its anchor, so output
-    stamps strictly increase; a message arriving at or before the last emitted anchor is
-    dropped as late (``late`` counts them). Unlike message_filters' ApproximateTimeSynchronizer
-    (which needs every topic, and pivots on each arrival), a silent modality drops out after
-    its timeout instead of stalling the output, and the newest complete set wins.
+    messages sorted by stamp. A modality is *live* at time ``now`` while it has not been
+    silent for longer than its timeout: its newest stamp is at most that old, or, if it never
+    sent anything, the synchroniser started at most that long ago. The synchroniser looks
+    for the newest *anchor* (a queued stamp) for which every live modality has a message in
+    ``[anchor - slop, anchor]``; the set is that message (the newest such) of each live
+    modality. A set that lacks some live modality is emitted only once waiting is pointless:
+    ``now - anchor`` exceeds that modality's timeout (any message it still sends for that
+    window would be too old to count). Emitting a set drops every queued message at or
+    before its anchor, so each message is used once and output stamps strictly increase; a
+    message arriving at or before the last emitted anchor is dropped as late (``late``
+    counts them). Unlike message_filters' ApproximateTimeSynchronizer (which needs every
+    topic, and pivots on each arrival), a silent modality drops out after its timeout
+    instead of stalling the output, and the newest complete set wins.
     """
 
     def __init__(self, timeouts: Mapping[str, float], slop_s: float,
@@ -512,6 +520,7 @@ class ApproximateSync(Generic[T]):
         self._stamps: dict[str, list[float]] = {m: [] for m in timeouts}
         self._items: dict[str, list[T]] = {m: [] for m in timeouts}
         self._newest: dict[str, float] = {}
+        self._start: float | None = None  # `now` of the first call: silence counts from it
         self._last: float | None = None  # anchor of the last emitted set
         self.late = 0  # messages dropped: at or before the last emitted set
         self.overflow = 0  # messages dropped: pushed out of a full queue
@@ -526,6 +535,8 @@ class ApproximateSync(Generic[T]):
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise ValueError(f"{modality} stamp must be finite, got {stamp}")
+        if self._start is None:
+            self._start = float(now)
         self._newest[modality] = max(stamp, self._newest.get(modality, -math.inf))
         if self._last is not None and stamp <= self._last:
             self.late += 1
@@ -540,9 +551,10 @@ class ApproximateSync(Generic[T]):
         return self.poll(now)
 
     def live(self, now: float) -> list[str]:
-        """Modalities whose newest stamp is at most their timeout old at ``now``."""
+        """Modalities that have not been silent for longer than their timeout at ``now``."""
+        start = now if self._start is None else self._start
         return [m for m, t in self.timeouts.items()
-                if m in self._newest and now - self._newest[m] <= t]
+                if now - self._newest.get(m, start) <= t]
 
     def _reasons(self, now: float) -> dict[str, str]:
         return {m: (NEVER if m not in self._newest else TIMEOUT)
@@ -551,9 +563,9 @@ class ApproximateSync(Generic[T]):
     def poll(self, now: float) -> list[SyncedSet[T]]:
         """The newest set that is ready at ``now`` (call it on a timer too, so that a set
         waiting for a modality that went quiet is emitted once that modality times out)."""
+        if self._start is None:
+            self._start = float(now)
         live = self.live(now)
-        if not live:
-            return []
         anchors = sorted({s for m in live for s in self._stamps[m]}, reverse=True)
         for anchor in anchors:
             members: dict[str, tuple[float, T]] = {}
@@ -561,7 +573,7 @@ class ApproximateSync(Generic[T]):
             for m in live:
                 stamps = self._stamps[m]
                 j = bisect.bisect_right(stamps, anchor) - 1
-                if j >= 0 and stamps[j] >= anchor - self.slop:
+                if j >= 0 and stamps[j] >= anchor - self.slop - _EPS:
                     members[m] = (stamps[j], self._items[m][j])
                 else:
                     missing.append(m)
@@ -577,7 +589,7 @@ class ApproximateSync(Generic[T]):
         self._last = anchor
         self.emitted += 1
         reasons = self._reasons(now)
-        reasons.update({m: OUT_OF_SLOP for m in missing})
+        reasons.update({m: OUT_OF_SLOP if m in self._newest else NEVER for m in missing})
         return SyncedSet(anchor, members, reasons)
 
 
