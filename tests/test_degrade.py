@@ -110,6 +110,7 @@ def test_occlusion_covers_the_severity_of_the_frame(arrays: dict) -> None:
         y0, y1, x0, x1 = dg.occlusion_box(img.shape, s, rng(5))
         assert 0 <= y0 <= y1 <= h and 0 <= x0 <= x1 <= w
         assert abs((y1 - y0) * (x1 - x0) - s * h * w) <= max(h, w)  # up to one row/column
+        assert abs((x1 - x0) / (y1 - y0) - w / h) < 0.15  # the frame's aspect
         out = dg.occlude(img, s, rng(5))
         patch = out[y0:y1, x0:x1].reshape(-1, 3)
         assert (patch == patch[0]).all()  # one flat colour

@@ -240,6 +240,28 @@ def test_fit_temperature_bias_recovers_known_parameters() -> None:
     assert 5 < temp_s < 100
 
 
+def test_fit_calibration_parts() -> None:
+    """Temperature/bias as fit_temperature_bias on the cosines, prototypes = normalised
+    class means, low/typical = the quantile/median of the best prototype cosine."""
+    g = np.random.default_rng(5)
+    y = np.arange(60) % 2
+    e = np.eye(3)[y] + 0.3 * g.standard_normal((60, 3))
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    text = np.eye(2, 3, dtype=np.float32)
+    cal = fit_calibration({"vision": e}, y, text, LABELS, quantile=10.0).modalities["vision"]
+    temp, bias = fit_temperature_bias(e @ text.T, y)
+    assert cal.temperature == pytest.approx(temp) and 3 < temp < 100
+    assert [cal.bias["cat"], cal.bias["dog"]] == pytest.approx(list(bias))
+    means = np.stack([e[y == 0].mean(0), e[y == 1].mean(0)])
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    np.testing.assert_allclose(cal.prototypes, means, rtol=1e-5)
+    best = (e @ means.T).max(1)
+    assert cal.low == pytest.approx(np.percentile(best, 10), abs=1e-6)
+    assert cal.typical == pytest.approx(np.median(best), abs=1e-6)
+    with pytest.raises(ValueError, match="no calibration sample of \\['dog'\\]"):
+        fit_calibration({"vision": e[y == 0]}, y[y == 0], text, LABELS)
+
+
 def test_calibration_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "cal.json"
     CAL.save(path)
@@ -271,9 +293,10 @@ def test_sync_pairs_within_slop_and_uses_each_message_once() -> None:
     assert [(x.stamp, dict(x.members)) for x in out] == [
         (1.50, {"a": (1.45, "a2"), "b": (1.50, "b2")})]
     assert s.emitted == 2 and s.poll(now=1.6) == []  # a@1.10, b@1.30 were dropped
-    assert s.add("b", 1.60, "b3", now=1.60) == []
-    out = s.add("a", 1.70, "a3", now=1.70)  # exactly the slop apart: still a pair
-    assert [dict(x.members) for x in out] == [{"a": (1.70, "a3"), "b": (1.60, "b3")}]
+    t = ApproximateSync({"a": 1.0, "b": 1.0}, slop_s=0.25)
+    assert t.add("b", 1.0, "b", now=1.0) == []
+    out = t.add("a", 1.25, "a", now=1.25)  # exactly the slop apart: still a pair
+    assert [dict(x.members) for x in out] == [{"a": (1.25, "a"), "b": (1.0, "b")}]
 
 
 def test_sync_never_received_stops_blocking_after_its_timeout() -> None:
