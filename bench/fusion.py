@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 import zlib
 from collections.abc import Sequence
@@ -212,6 +213,56 @@ def evaluate(fusers: dict[str, Fuser], text: np.ndarray, sp: Split,
     return rows
 
 
+def scales(cal: Calibration, fuser: Fuser, text: np.ndarray, sp: Split) -> dict[str, dict]:
+    """Per modality on clean report samples: cosine with the right / wrong labels (mean,
+    std), the fitted temperature and typicality levels."""
+    out = {}
+    for m, e in sp.clean.items():
+        cos = e @ text.T
+        right = np.take_along_axis(cos, sp.targets[:, None], 1)[:, 0]
+        wrong = cos[np.arange(cos.shape[1])[None] != sp.targets[:, None]]
+        c = cal.modalities[m]
+        out[m] = {"top1": top1(text, e, sp.targets), "right": [float(right.mean()),
+                  float(right.std())], "wrong": [float(wrong.mean()), float(wrong.std())],
+                  "temperature": c.temperature, "low": c.low, "typical": c.typical,
+                  "typicality_clean_median": float(np.median(fuser.typicality(m, e)))}
+    return out
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a random pos > a random neg) (ties count half): the Mann-Whitney AUC."""
+    if len(pos) < 5 or len(neg) < 5:
+        return float("nan")
+    both = np.concatenate([pos, neg])
+    order = both.argsort(kind="stable")
+    ranks = np.empty(len(both))
+    ranks[order] = np.arange(1, len(both) + 1)
+    for v in np.unique(both):  # average ranks of ties
+        tie = both == v
+        ranks[tie] = ranks[tie].mean()
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2)
+                 / (len(pos) * len(neg)))
+
+
+def reliability(bench: Bench, fuser: Fuser, sp: Split, seed: int,
+                chosen: dict[str, list[float]]) -> dict[str, list[dict]]:
+    """Per degradation and severity: how well typicality tells the degraded inputs that
+    the sensor gets wrong from clean inputs (AUC), and their median typicality."""
+    out = {}
+    for name, sevs in chosen.items():
+        m = bench.degradations[name].modality
+        clean = fuser.typicality(m, sp.clean[m])
+        out[name] = []
+        for sev in sevs:
+            e = bench.degraded(sp, seed, name, sev)
+            wrong = (e @ bench.text.T).argmax(1) != sp.targets
+            typ = fuser.typicality(m, e)
+            out[name].append({"severity": sev, "auc": auc(clean, typ[wrong]),
+                              "typicality_wrong_median": float(np.median(typ[wrong]))
+                              if wrong.any() else float("nan")})
+    return out
+
+
 def choose_severities(bench: Bench, sp: Split, seed: int, bar: tqdm) -> dict[str, dict]:
     """Per degradation: single-modality top-1 over the grid, and the chosen severities."""
     out = {}
@@ -324,7 +375,30 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     """The tables docs/fusion.md includes between its markers."""
-    lines = []
+    lines = [f"#### Scales and calibration (clean report samples, {report['report_n']})", "",
+             "| sensor | top-1 alone | cosine, right label | cosine, wrong labels | "
+             "temperature | typicality low / typical | median typicality |",
+             "|---|---|---|---|---|---|---|"]
+    for m, v in report["scales"].items():
+        lines.append(f"| {m} | {v['top1']:.3f} | {v['right'][0]:.2f} ± {v['right'][1]:.2f} | "
+                     f"{v['wrong'][0]:.2f} ± {v['wrong'][1]:.2f} | {v['temperature']:.1f} | "
+                     f"{v['low']:.3f} / {v['typical']:.3f} | "
+                     f"{v['typicality_clean_median']:.2f} |")
+    lines += ["", "#### Typicality of degraded inputs", "",
+              "AUC: how well typicality tells the degraded inputs that the sensor gets wrong",
+              "from clean ones (1 = perfectly, 0.5 = not at all), per chosen severity.", "",
+              "| degradation | sensor | severities | AUC | median typicality of the wrong "
+              "ones | weight of the sensor, ours (5 sensors) |", "|---|---|---|---|---|---|"]
+    first = report["rows"][next(iter(SETS))]
+    for name, items in report["reliability"].items():
+        weights = [r["ours_weight_of_affected"] for r in first if r["condition"] == name]
+        lines.append(
+            f"| {name} | {next(r['modality'] for r in first if r['condition'] == name)} | "
+            + " / ".join(f"{i['severity']:g}" for i in items) + " | "
+            + " / ".join(f"{i['auc']:.2f}" for i in items) + " | "
+            + " / ".join(f"{i['typicality_wrong_median']:.2f}" for i in items) + " | "
+            + " / ".join(f"{w:.2f}" for w in weights) + " |")
+    lines.append("")
     for set_name, rows in report["rows"].items():
         mods = list(SETS[set_name])
         lines += [f"#### {set_name} (report seed: split {REPORT[0]}, seed {REPORT[1]}, "
@@ -362,11 +436,14 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{g['over_naive']['reached']:+.3f} ({g['over_naive']['ours']:.3f} vs "
                   f"{g['over_naive']['naive']:.3f}) | {_yes(g['over_naive']['met'])} |", ""]
     t = report["tune"]
-    lines += [f"Tuned on split {t['split']}, seed {t['seed']} ({t['n']} samples): typicality "
-              f"quantile {t['quantile']:g}, sharpness {t['sharpness']:g}; best mean degraded "
-              "top-1 there per method (both sensor sets): "
-              + ", ".join(f"{m} {v:.3f}" for m, v in t["best_per_method"].items())
-              + f". Command: `{report['command']}` ({report['minutes']:.1f} min)."]
+    lines += textwrap.wrap(
+        f"Tuned on split {t['split']}, seed {t['seed']} ({t['n']} samples): typicality "
+        f"quantile {t['quantile']:g}, sharpness {t['sharpness']:g}; best mean degraded top-1 "
+        "there per method (both sensor sets): "
+        + ", ".join(f"{m} {v:.3f}" for m, v in t["best_per_method"].items())
+        + f". Command: `{report['command'].strip()}` ({report['minutes']:.1f} min, "
+        f"{report['threads']} threads, load {report['load'][0]:.1f} -> "
+        f"{report['load'][1]:.1f}).", 99)
     return "\n".join(lines) + "\n"
 
 
@@ -459,12 +536,15 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
                 bar.update()
     rows = {s: evaluate(fus, bench.text, sp, conditions(sp, bench, seed, chosen, mods))
             for s, mods in SETS.items()}
+    scale = scales(cal, fus[OURS], bench.text, sp)
+    rel = reliability(bench, fus[OURS], sp, seed, chosen)
     report = {"command": "python bench/fusion.py " + " ".join(sys.argv[1:]),
               "checkpoint": str(args.checkpoint), "model_id": bench.model_id,
               "labels": bench.labels, "report_split": split, "report_seed": seed,
               "report_n": args.n, "severities": chosen, "tune": tuned,
               "minutes": (time.perf_counter() - t0) / 60, "load": [load0, os.getloadavg()[0]],
-              "threads": torch.get_num_threads(), "rows": rows,
+              "threads": torch.get_num_threads(), "scales": scale, "reliability": rel,
+              "rows": rows,
               "goals": {s: goals(r) for s, r in rows.items()}}
     table = markdown(report)
     print(table)

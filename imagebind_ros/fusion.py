@@ -376,15 +376,18 @@ class Fuser:
                    method: str | None = None) -> BatchFusion:
         """Fuse N samples at once: ``embeddings[m]`` is (N, D) unit rows for each modality
         that is present in all N (what `fuse` does per sample; the benchmark's path)."""
-        labels, text, bias = self._state
-        method = method or self.config.method
+        return self._fuse(self._state, embeddings, method or self.config.method)
+
+    def _fuse(self, state: tuple, embeddings: Mapping[str, np.ndarray],
+              method: str) -> BatchFusion:
+        labels, text, bias = state
         if method not in METHODS:
             raise ValueError(f"unknown fusion method {method!r}")
         mods = tuple(embeddings)
         if not mods:
             raise ValueError("fuse_batch needs at least one modality")
         e = np.stack([np.atleast_2d(np.asarray(embeddings[m], np.float32)) for m in mods])
-        n, k = e.shape[1], len(labels)
+        k = len(labels)
         w = np.array([self.config.modalities[m].weight if m in self.config.modalities
                       else 1.0 for m in mods])[:, None]  # (M, 1)
         temp = np.array([self._temperature(m) for m in mods])[:, None, None]
@@ -435,7 +438,8 @@ class Fuser:
         modalities without an input (e.g. from `ApproximateSync`). Observations of
         modalities that are not configured are ignored."""
         cfg = self.config
-        labels, text, _ = self._state
+        state = self._state  # one label set for the whole call, whatever set_labels does
+        labels, text, _ = state
         excluded: list[tuple[str, str]] = []
         use: dict[str, Observation] = {}
         for m, mc in cfg.modalities.items():
@@ -452,8 +456,8 @@ class Fuser:
                 use[m] = obs
         if not use:
             return FusionResult(None, None, labels, None, cfg.method, (), tuple(excluded))
-        batch = self.fuse_batch({m: _unit_rows(np.asarray(o.embedding).reshape(1, -1))
-                                 for m, o in use.items()})
+        batch = self._fuse(state, {m: _unit_rows(np.asarray(o.embedding).reshape(1, -1))
+                                   for m, o in use.items()}, cfg.method)
         stamp = max(o.stamp for o in use.values())
         contributions = tuple(
             Contribution(m, float(batch.weights[0, i]), float(batch.reliabilities[0, i]),

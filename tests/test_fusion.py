@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagebind_ros import degrade as dg
 from imagebind_ros.fusion import (INVALID, NEVER, NO_INPUT, OUT_OF_SLOP, TIMEOUT,
                                   ApproximateSync, Calibration, Fuser, FusionConfig,
                                   ModalityCalibration, ModalityConfig, Observation,
