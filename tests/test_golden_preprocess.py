@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from imagebind_ros import modalities
 from imagebind_ros import preprocess as P
 from imagebind_ros.model import get_config
 
@@ -49,11 +50,16 @@ def test_text_tokens_match_reference(golden: dict) -> None:
     assert torch.equal(ours, golden["inputs"]["text"])
 
 
-def test_dispatch_matches_reference(golden: dict) -> None:
-    """The to_tensor path the nodes use gives the same tensors (first sample of each)."""
-    files = golden["files"]
-    wav, sr = P.load_audio(GOLDEN / files["audio"][1])
-    audio = P.to_tensor("audio", wav, CFG.audio, sample_rate=sr)
-    assert (audio - golden["inputs"]["audio"][1:2]).abs().max().item() <= 1e-4
-    image = P.to_tensor("vision", P.load_image(GOLDEN / files["vision"][0]), CFG.vision)
-    assert (image - golden["inputs"]["vision"][:1]).abs().max().item() <= 1e-4
+def test_registry_path_matches_reference(golden: dict) -> None:
+    """The registry path every caller takes (file -> raw input -> batch: the CLI, the
+    embedder, the datasets, and the encoder node's decoded message -> batch) gives the
+    reference tensors."""
+    files, inputs = golden["files"], golden["inputs"]
+    for m in ("vision", "audio"):
+        raws = [modalities.load_file(m, GOLDEN / p) for p in files[m]]
+        ours = modalities.to_batch(m, raws, CFG)
+        assert ours.shape == inputs[m].shape and ours.dtype == inputs[m].dtype
+        assert (ours - inputs[m]).abs().max().item() <= 1e-4, m
+    assert torch.equal(modalities.to_batch("text", files["text"], CFG), inputs["text"])
+    assert torch.equal(torch.stack([modalities.to_tensor("text", t, CFG) for t in files["text"]]),
+                       inputs["text"])
