@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from imagebind_ros.inference import (ManifestError, OnnxRuntimeBackend, example_input,
-                                     export_onnx, load_manifest)
-from imagebind_ros.inference.export import MANIFEST_FORMAT, OPSET, fingerprint
-from imagebind_ros.inference import quantize
+from imagebind_ros.inference import ManifestError, load_manifest, quantize
+from imagebind_ros.inference.export import OPSET, export_onnx
+from imagebind_ros.inference.manifest import MANIFEST_FORMAT, fingerprint
+from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from imagebind_ros.inference.quantize import derived_model
+from imagebind_ros.modalities import example_input
 from imagebind_ros.model import ImageBindConfig, create_model, save_model
 
 pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")

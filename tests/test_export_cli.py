@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from imagebind_ros import cli
-from imagebind_ros.inference import OnnxRuntimeBackend, example_input, load_manifest
+from imagebind_ros.inference import load_manifest
+from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+from imagebind_ros.modalities import example_input
 from imagebind_ros.model import create_model, save_model
 
 pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")
