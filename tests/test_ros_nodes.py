@@ -47,7 +47,7 @@ from imagebind_ros.decode import (decode_audio_chunk, decode_image,  # noqa: E40
 from imagebind_ros.model import create_model, get_config, save_model  # noqa: E402
 from imagebind_ros.msg import AudioChunk, Embedding, ZeroShot  # noqa: E402
 from imagebind_ros.ros import conversions as cv  # noqa: E402
-from imagebind_ros.ros.model_cache import clear, get_shared_model  # noqa: E402
+from imagebind_ros.model_cache import clear, get_shared_model  # noqa: E402
 from imagebind_ros.ros.node_utils import RELIABLE_QOS, sensor_qos  # noqa: E402
 from imagebind_ros.srv import EmbedText, SetLabels  # noqa: E402
 from imagebind_ros.synthetic import SyntheticWorld, depth_to_mm, thermal_to_mono16  # noqa
@@ -790,7 +790,7 @@ def test_compressed_camera_topic(checkpoint: Path, offline: Any) -> None:
 
 
 def test_onnxruntime_backend_parameter(offline: Any, tmp_path: Path) -> None:
-    from imagebind_ros.inference import export_onnx
+    from imagebind_ros.inference.export import export_onnx
 
     export_onnx(offline, ["vision", "text"], tmp_path / "onnx", progress=False, verify=False)
     run = InProcess({"backend": "onnxruntime", "onnx_dir": str(tmp_path / "onnx"),

@@ -44,7 +44,7 @@ from imagebind_ros.embedder import Embedder, RecentAudio
 from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.ros.model_cache import SharedModel, get_shared_model
+from imagebind_ros.model_cache import SharedModel, get_shared_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
                                           declare, run_node, sensor_qos)
 from imagebind_ros.srv import SetPrompt

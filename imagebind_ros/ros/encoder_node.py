@@ -36,7 +36,7 @@ from imagebind_ros import decode as dec
 from imagebind_ros import preprocess as pp
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.ros.model_cache import SharedModel, get_shared_model
+from imagebind_ros.model_cache import SharedModel, get_shared_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
                                           declare, run_node, sensor_qos)
 from imagebind_ros.srv import EmbedText, SetLabels

@@ -26,7 +26,7 @@ from imagebind_ros.memory import EmbeddingMemory, combine
 from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.detector_node import declare_model_parameters, load_model, warn_key
-from imagebind_ros.ros.model_cache import SharedModel
+from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, WarnLimiter, declare,
                                           run_node)
 from imagebind_ros.srv import QueryMemory

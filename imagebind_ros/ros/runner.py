@@ -233,7 +233,7 @@ def _check_sets(nodes: dict[str, Any], sets: list[tuple[str, Any]]) -> None:
 
 
 def _summary(nodes: dict[str, Any], monitor: Monitor | None) -> str:
-    from imagebind_ros.ros.model_cache import cached_models
+    from imagebind_ros.model_cache import cached_models
 
     lines = []
     enc = nodes.get("encoder_node")
