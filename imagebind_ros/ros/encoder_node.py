@@ -33,7 +33,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
 from imagebind_ros import decode as dec
-from imagebind_ros import preprocess as pp
+from imagebind_ros import modalities
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.model_cache import SharedModel, get_shared_model
@@ -85,7 +85,8 @@ class EncoderNode(Node):
         self.modalities = self._check_modalities()
         self.stats = {m: ModalityStats() for m in self.modalities}
         self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
-        self._gates = {m: StampGate() for m in ("vision", "depth", "thermal")}
+        self._specs = {m: modalities.spec(m) for m in self.modalities}
+        self._gates = {m: StampGate() for m in modalities.image_modalities()}
         self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
                                                          RELIABLE_QOS)
                                 for m in self.modalities}
@@ -188,11 +189,10 @@ class EncoderNode(Node):
     def _subscribe(self) -> None:
         for m in self.modalities:
             topic = self.p[f"{m}.topic"]
-            if m == "vision" and self.p["vision.compressed"]:
-                self.create_subscription(CompressedImage, topic, self._image_cb("vision"),
-                                         SENSOR_QOS)
-            elif m in ("vision", "depth", "thermal"):
-                self.create_subscription(Image, topic, self._image_cb(m), SENSOR_QOS)
+            if self._specs[m].from_picture is not None:  # an image topic
+                compressed = self.p.get(f"{m}.compressed", False)
+                self.create_subscription(CompressedImage if compressed else Image, topic,
+                                         self._image_cb(m), SENSOR_QOS)
             elif m == "audio":
                 acfg: Any = self.config.modality("audio")
                 self._audio = AudioWindower(
@@ -243,7 +243,7 @@ class EncoderNode(Node):
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Unit-norm text embeddings (N, D) with the shared model."""
-        tokens = pp.tokenize(texts, self.config.modality("text"))  # type: ignore[arg-type]
+        tokens = modalities.to_batch("text", texts, self.config)
         return self.shared.encode("text", tokens.numpy())
 
     # ------------------------------------------------------------------ callbacks
@@ -312,24 +312,21 @@ class EncoderNode(Node):
                                     f"one input ({type(e).__name__}: {e}); continuing")
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
-        """Preprocess one input into the model's (1, ...) batch (public for benchmarks)."""
-        cfg: Any = self.config.modality(modality)
-        data = item.payload
-        if modality == "audio":
-            return pp.audio_to_tensor(data.samples, data.sample_rate, cfg).unsqueeze(0)
-        if modality == "imu":
-            return pp.imu_to_tensor(data.samples, data.times, cfg).unsqueeze(0)
-        picture = dec.decode_picture(data, self.p["max_image_bytes"])
-        if modality == "vision":
-            return pp.image_to_tensor(dec.as_rgb8(picture), cfg).unsqueeze(0)
-        if modality == "depth":
-            depth = dec.as_depth(picture)
-            valid = dec.finite_fraction(depth.array)
-            if valid < self.p["depth.min_valid_fraction"]:
-                raise dec.DecodeError(f"depth frame has {valid:.1%} valid pixels (NaN, "
-                                      "Inf and 0 are no measurement)")
-            return pp.depth_to_tensor(depth.array, cfg, depth.units).unsqueeze(0)
-        return pp.thermal_to_tensor(dec.as_thermal(picture), cfg).unsqueeze(0)
+        """Preprocess one input into the model's (1, ...) batch (public for benchmarks).
+
+        An image message is decoded once and its picture becomes the modality's raw input
+        (``imagebind_ros.modalities``); audio and IMU windows already are raw inputs.
+        """
+        spec = self._specs[modality]
+        raw = item.payload
+        if spec.from_picture is not None:
+            raw = spec.picture_to_raw(dec.decode_picture(raw, self.p["max_image_bytes"]))
+            if spec.valid_fraction is not None:
+                valid = spec.valid_fraction(raw)
+                if valid < self.p.get(f"{modality}.min_valid_fraction", 0.0):
+                    raise dec.DecodeError(f"{modality} frame has {valid:.1%} valid pixels "
+                                          "(NaN, Inf and 0 are no measurement)")
+        return spec.to_batch([raw], self.config)
 
     def _process(self, modality: str, item: _Input) -> None:
         t0 = time.perf_counter()
