@@ -29,7 +29,6 @@ from __future__ import annotations
 import abc
 import csv
 import functools
-import io
 import logging
 import os
 import tarfile
@@ -41,9 +40,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from imagebind_ros import preprocess
+from imagebind_ros import modalities
+from imagebind_ros.decode import DepthImage, Sound
+from imagebind_ros.modalities import ImuSamples
 
 from .augment import CropBox, crop, frequency_mask, hflip, random_crop_box, view_rng
 from .data import EvalSet, PairDataset, Transforms, register_eval_dataset, register_pair_dataset
@@ -64,71 +64,6 @@ X_EXTS: dict[str, tuple[str, ...]] = {
 AUG_KEYS = frozenset({"views", "crop", "freq_mask", "seed"})
 
 # --------------------------------------------------------------------------- raw readers
-
-
-def _ext(name: str) -> str:
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
-
-
-def decode_image(name: str, data: bytes) -> np.ndarray:
-    """Encoded image bytes -> RGB uint8 (H, W, 3), as ``preprocess.load_image`` reads files."""
-    with Image.open(io.BytesIO(data)) as im:
-        return np.array(im.convert("RGB"))
-
-
-def decode_x(modality: str, name: str, data: bytes) -> Any:
-    """Encoded bytes of X -> the raw value :func:`x_tensor` takes (``name`` gives the type)."""
-    ext, buf = _ext(name), io.BytesIO(data)
-    if modality == "audio":
-        import soundfile
-        wav, sr = soundfile.read(buf, dtype="float32", always_2d=True)
-        return wav, int(sr)
-    if ext == "npy":
-        arr = np.load(buf, allow_pickle=False)
-        if modality == "depth":
-            return arr, ("mm" if np.issubdtype(arr.dtype, np.integer) else "m")
-        if modality == "imu":
-            return _imu_array(arr, name)
-        return arr
-    if modality == "imu":
-        text = data.decode("utf-8").splitlines()
-        rows = [ln for ln in text if ln.strip() and not ln.lstrip().startswith("#")]
-        try:
-            [float(v) for v in rows[0].split(",")]
-        except ValueError:
-            rows = rows[1:]
-        return _imu_array(np.loadtxt(rows, delimiter=",", ndmin=2), name)
-    with Image.open(buf) as im:
-        if modality == "depth":
-            if not im.mode.startswith("I;16") and im.mode != "I":
-                raise ValueError(f"{name}: expected a 16-bit depth image in millimetres, "
-                                 f"got PIL mode {im.mode!r}")
-            return np.array(im).astype(np.uint16), "mm"
-        if im.mode.startswith("I;16"):
-            return np.array(im).astype(np.uint16)
-        if im.mode in ("I", "F"):
-            return np.array(im).astype(np.float32)
-        return np.array(im.convert("L"))
-
-
-def _imu_array(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    arr = np.asarray(arr, np.float64)
-    if arr.ndim != 2 or arr.shape[1] not in (6, 7):
-        raise ValueError(f"{name}: expected (N, 6) or (N, 7) IMU data, got {arr.shape}")
-    return (arr[:, 1:], arr[:, 0]) if arr.shape[1] == 7 else (arr, None)
-
-
-def read_x_file(modality: str, path: Path) -> Any:
-    """A file of X -> raw value, with the node's loaders (``imagebind_ros.preprocess``)."""
-    if modality == "audio":
-        return preprocess.load_audio(path)
-    if modality == "depth":
-        return preprocess.load_depth(path)
-    if modality == "thermal":
-        return preprocess.load_thermal(path)
-    if modality == "imu":
-        return preprocess.load_imu(path)
-    raise ValueError(f"no file reader for modality {modality!r}")
 
 
 def sunrgbd_depth_mm(raw: np.ndarray) -> np.ndarray:
@@ -183,22 +118,6 @@ class Augment:
         return frequency_mask(x, view_rng(f"{seed}/freq_mask", index, view), self.freq_mask)
 
 
-def x_tensor(modality: str, raw: Any, transforms: Transforms) -> torch.Tensor:
-    """Raw X (as the readers return it) -> model input, via ``imagebind_ros.preprocess``."""
-    if modality == "audio":
-        wav, sr = raw
-        return transforms.audio(wav, sr)
-    if modality == "depth":
-        arr, units = raw
-        return transforms.depth(arr, units)
-    if modality == "thermal":
-        return transforms.thermal(raw)
-    if modality == "imu":
-        samples, stamps = raw
-        return transforms.imu(samples, stamps)
-    raise ValueError(f"no preprocessing for modality {modality!r}")
-
-
 class RawPairs(PairDataset):
     """Base of the adapters: subclasses read raw arrays; this class augments (aligned crops,
     mirroring, frequency masks) and preprocesses them exactly as the nodes do."""
@@ -224,7 +143,9 @@ class RawPairs(PairDataset):
 
     @abc.abstractmethod
     def read_x(self, index: int) -> Any:
-        """The raw X of pair ``index`` (see :func:`x_tensor`)."""
+        """The raw X of pair ``index``: the registry's raw input of the modality
+        (``imagebind_ros.modalities``: ``Sound``, ``DepthImage``, a thermal array,
+        ``ImuSamples``)."""
 
     def _aug_key(self) -> str:
         a = self.aug
@@ -244,8 +165,8 @@ class RawPairs(PairDataset):
             raise FileNotFoundError(f"{self.key(index)}: {e}") from e
         except Exception as e:  # corrupt or unexpected data: name the sample
             raise ValueError(f"{self.key(index)}: {type(e).__name__}: {e}") from e
-        spatial = self.modality in SPATIAL
-        arr = (raw[0] if self.modality == "depth" else raw) if spatial else None
+        mspec = modalities.spec(self.modality)
+        arr = mspec.pixels(raw) if mspec.pixels is not None else None
         # the box must not depend on `image` (the cache reads images, training does not):
         # registered maps share the image's aspect, so take it from the map when there is one
         ref = arr if arr is not None else img
@@ -254,8 +175,8 @@ class RawPairs(PairDataset):
         if arr is not None and (box is not None or flip):
             arr = crop(arr, box) if box is not None else arr
             arr = hflip(arr) if flip else arr
-            raw = (arr, raw[1]) if self.modality == "depth" else arr
-        x = self.aug.mask(x_tensor(self.modality, raw, self.transforms), self.seed, index, view)
+            raw = mspec.with_pixels(raw, arr)  # type: ignore[misc]
+        x = self.aug.mask(self.transforms.tensor(self.modality, raw), self.seed, index, view)
         out = {self.modality: x}
         if img is not None:
             img = crop(img, box) if box is not None else img
@@ -358,10 +279,10 @@ class FolderPairs(RawPairs):
         return f"{self._id}/{self.names[index]}"
 
     def read_image(self, index: int) -> np.ndarray:
-        return preprocess.load_image(self.items[index][0])
+        return modalities.load_file("vision", self.items[index][0])
 
     def read_x(self, index: int) -> Any:
-        return read_x_file(self.modality, self.items[index][1])
+        return modalities.load_file(self.modality, self.items[index][1])
 
 
 def _llvip_spec(spec: dict[str, Any], modality: str) -> dict[str, Any]:
@@ -440,10 +361,10 @@ class ManifestPairs(RawPairs):
         return f"{self._id}/{index}:{self.items[index][0]}|{self.items[index][1]}"
 
     def read_image(self, index: int) -> np.ndarray:
-        return preprocess.load_image(self.items[index][0])
+        return modalities.load_file("vision", self.items[index][0])
 
     def read_x(self, index: int) -> Any:
-        return read_x_file(self.modality, self.items[index][1])
+        return modalities.load_file(self.modality, self.items[index][1])
 
 
 def _labelled(names: Sequence[str], classes: Sequence[str] | None,
@@ -568,11 +489,11 @@ class WebDatasetPairs(RawPairs):
 
     def read_image(self, index: int) -> np.ndarray:
         im = self.items[index][1]
-        return decode_image(im[3], self._read(im))
+        return modalities.decode_bytes("vision", im[3], self._read(im))
 
     def read_x(self, index: int) -> Any:
         x = self.items[index][2]
-        return decode_x(self.modality, x[3], self._read(x))
+        return modalities.decode_bytes(self.modality, x[3], self._read(x))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_files": {}}
@@ -653,7 +574,8 @@ class NyuDepthV2(RawPairs):
         return np.ascontiguousarray(self._file()["images"][self.index[index]].transpose(2, 1, 0))
 
     def read_x(self, index: int) -> Any:
-        return np.ascontiguousarray(self._file()["depths"][self.index[index]].T), "m"
+        depths = self._file()["depths"][self.index[index]]
+        return DepthImage(np.ascontiguousarray(depths.T), "m")
 
     def scene(self, index: int) -> str | None:
         return self.scenes[self.index[index]] if self.scenes else None
@@ -731,11 +653,11 @@ class SunRgbd(RawPairs):
         return f"{self._id}/{self.items[index][0].relative_to(self.root)}"
 
     def read_image(self, index: int) -> np.ndarray:
-        return preprocess.load_image(self.items[index][0])
+        return modalities.load_file("vision", self.items[index][0])
 
     def read_x(self, index: int) -> Any:
-        raw, _ = preprocess.load_depth(self.items[index][1])
-        return sunrgbd_depth_mm(raw), "mm"
+        stored = modalities.load_file("depth", self.items[index][1])
+        return DepthImage(sunrgbd_depth_mm(stored.array), "mm")
 
 
 @register_pair_dataset("sunrgbd")
@@ -791,8 +713,8 @@ class Esc50(EvalSet):
         return len(self.files)
 
     def load(self, index: int) -> dict[str, torch.Tensor]:
-        wav, sr = preprocess.load_audio(self.files[index])
-        return {"audio": self.transforms.audio(wav, sr)}
+        return {"audio": self.transforms.tensor("audio",
+                                                modalities.load_file("audio", self.files[index]))}
 
     def label(self, index: int) -> int:
         return self._labels[index]
@@ -980,7 +902,7 @@ class RosbagPairs(RawPairs):
                 return None
             if np.diff(xt[i0:i1]).max() > self.tol:
                 return None  # dropped samples inside the window
-            return (np.array(self.xv[i0:i1]), xt[i0:i1].copy())
+            return ImuSamples(np.array(self.xv[i0:i1]), xt[i0:i1].copy())
         # audio chunks (stamp = time of the chunk's first sample): the round(window * rate)
         # samples ending at the one nearest the frame time
         parts, rate = [], None
@@ -999,7 +921,7 @@ class RosbagPairs(RawPairs):
             return None  # the stream starts after the window does, or stops before the frame
         if np.diff(times[start:end]).max(initial=0) > self.tol:
             return None  # a dropped chunk inside the window
-        return np.concatenate([p[1] for p in parts])[start:end], rate
+        return Sound(np.concatenate([p[1] for p in parts])[start:end], rate)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -1017,7 +939,7 @@ class RosbagPairs(RawPairs):
             raw, mtype = sel
             arr = image_msg_array(typestore().deserialize_cdr(raw, mtype))
             if self.modality == "depth":
-                return arr, ("m" if np.issubdtype(arr.dtype, np.floating) else "mm")
+                return DepthImage(arr, "m" if np.issubdtype(arr.dtype, np.floating) else "mm")
             return arr
         return sel
 
