@@ -1,4 +1,4 @@
-"""Real-data adapters (training/datasets.py) on small fake copies of each layout.
+"""Real-data adapters (training/datasets/) on small fake copies of each layout.
 
 Each fake sample carries its identity in its pixel / sample values, so a test can tell
 whether an adapter paired the right image with the right X, kept orientations and units,
