@@ -16,8 +16,6 @@ parameters can also be set at runtime. Bad inputs are dropped with one rate-limi
 from __future__ import annotations
 
 import collections
-import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -36,9 +34,9 @@ from imagebind_ros import decode as dec
 from imagebind_ros import modalities
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.model_cache import SharedModel, get_shared_model
+from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
-                                          declare, run_node, sensor_qos)
+                                          declare, run_node, sensor_qos, warn_key)
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier, read_labels
@@ -79,7 +77,7 @@ class EncoderNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self._warn = WarnLimiter(self.get_logger())
         self._declare_parameters()
-        self.shared = self._load_model()
+        self.shared = load_model(self.p)
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         self.modalities = self._check_modalities()
@@ -116,16 +114,7 @@ class EncoderNode(Node):
         def d(name: str, default: Any, text: str, read_only: bool = True) -> Any:
             return declare(self, name, default, text, read_only)
 
-        p: dict[str, Any] = {}
-        p["checkpoint"] = d("checkpoint", "", "model checkpoint (.pt/.pth); empty = none")
-        p["preset"] = d("preset", "", "architecture preset (imagebind_huge, imagebind_small, "
-                        "tiny); with no checkpoint it is random-initialised (tests only)")
-        p["backend"] = d("backend", "torch", "runtime: torch, onnxruntime, tensorrt or auto")
-        p["onnx_dir"] = d("onnx_dir", "", "export directory for onnxruntime/tensorrt")
-        p["precision"] = d("precision", "", "fp32, bf16, fp16, int8; empty = backend default")
-        p["device"] = d("device", "", "torch device (cpu, cuda); empty = cuda if available")
-        p["threads"] = d("threads", -1, "CPU threads for inference (process-wide): -1 = all "
-                         "cores but one (left to ROS), 0 = the runtime's default")
+        p = declare_model_parameters(self)
         p["modalities"] = d("modalities", list(SENSOR_MODALITIES),
                             "sensor modalities to encode (vision, audio, depth, thermal, imu)")
         for m in SENSOR_MODALITIES:
@@ -162,16 +151,6 @@ class EncoderNode(Node):
         p["stats_period_s"] = d("stats_period_s", 30.0, "seconds between stats log lines "
                                 "(0 = never)")
         self.p = p
-
-    def _load_model(self) -> SharedModel:
-        p = self.p
-        if not p["checkpoint"] and not p["preset"] and not p["onnx_dir"]:
-            raise StartupError("no model: set the 'checkpoint' parameter (or 'onnx_dir' for "
-                               "an export, or 'preset' for a random-init test model)")
-        threads = p["threads"] if p["threads"] >= 0 else max(1, (os.cpu_count() or 2) - 1)
-        return get_shared_model(p["checkpoint"] or None, p["preset"] or None, p["backend"],
-                                p["onnx_dir"] or None, p["precision"] or None,
-                                p["device"] or None, threads)
 
     def _check_modalities(self) -> tuple[str, ...]:
         mods = tuple(self.p["modalities"])
@@ -251,8 +230,7 @@ class EncoderNode(Node):
     def _bad(self, modality: str, what: str, err: Exception) -> None:
         """Count and report a dropped input; one line per kind of problem per period."""
         self.stats[modality].invalid += 1
-        kind = re.sub(r"[-\d.]+", "#", str(err))  # same problem, other numbers: same key
-        self._warn.warn(f"{modality}:{kind}", f"{modality}: dropped {what}: {err}")
+        self._warn.warn(f"{modality}:{warn_key(str(err))}", f"{modality}: dropped {what}: {err}")
 
     def _image_cb(self, modality: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:

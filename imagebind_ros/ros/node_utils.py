@@ -1,10 +1,12 @@
-"""Small pieces every imagebind_ros node shares: parameters, rate-limited warnings, startup
-errors, and a ``main`` that turns a failed start into one clear log line and exit status 1.
+"""Small pieces every imagebind_ros node shares: parameters, QoS, rate-limited warnings,
+startup errors, and a ``main`` that turns a failed start into one clear log line and exit
+status 1. (The model parameters of model-holding nodes are in ``model_params``.)
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -20,7 +22,6 @@ from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
 
 
 def sensor_qos(depth: int = 5) -> QoSProfile:
@@ -87,6 +88,11 @@ def declare(node: Node, name: str, default: Any, description: str,
     if value is None and isinstance(default, Parameter.Type):
         return []
     return value
+
+
+def warn_key(text: str) -> str:
+    """Same problem with other numbers -> same rate-limit key (for ``WarnLimiter``)."""
+    return re.sub(r"[-\d.]+", "#", text)
 
 
 class WarnLimiter:
