@@ -17,8 +17,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
-                             SingleThreadedExecutor)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -122,13 +121,13 @@ class WarnLimiter:
         return True
 
 
-def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None = None,
-             multi_threaded: bool = False) -> int:
+def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None = None
+             ) -> int:
     """Entry point body for ``ros2 run`` / console scripts: start, spin, stop cleanly.
 
     A ``StartupError`` or a known load error becomes one error line and exit status 1.
-    Single-threaded by default: our nodes run inference on their own worker threads, and
-    rclpy's multi-threaded executor costs far more per message (docs/benchmarks.md, "ROS
+    Single-threaded: our nodes run inference on their own worker threads, and rclpy's
+    multi-threaded executor costs far more per message (docs/benchmarks.md, "ROS
     overhead": 200-Hz IMU waited ~0.6 s in its queue vs ~40 ms single-threaded).
     """
     args = list(sys.argv if argv is None else argv)
@@ -141,7 +140,7 @@ def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None
         except STARTUP_ERRORS as e:
             rclpy.logging.get_logger(name).error(f"cannot start: {e}")
             return 1
-        executor = MultiThreadedExecutor() if multi_threaded else SingleThreadedExecutor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
             executor.spin()
