@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from ros_required import require
+
 from imagebind_ros.inference import BackendUnavailable, create_backend
 from imagebind_ros.inference.export import export_onnx
 from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
@@ -16,8 +18,8 @@ from imagebind_ros.inference.torch_backend import TorchBackend
 from imagebind_ros.modalities import example_input
 from imagebind_ros.model import create_model
 
-pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")
-pytest.importorskip("onnxruntime")
+require("onnxscript", "torch's dynamo ONNX exporter needs it")
+require("onnxruntime")
 
 MODS = ("vision", "text", "imu")
 

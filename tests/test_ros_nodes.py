@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from node_process import ENV, NodeProcess, wait_for
-from ros_required import require_ros
+from ros_required import require, require_ros, require_tools
 
 require_ros()
 from imagebind_ros.ros.node_utils import use_large_data_profile  # noqa: E402
@@ -604,7 +604,7 @@ def test_runner_rejects_unknown_parameters() -> None:
 
 
 def test_microphone_without_device_exits_with_one_line() -> None:
-    sd = pytest.importorskip("sounddevice")
+    sd = require("sounddevice")
     if any(d["max_input_channels"] > 0 for d in sd.query_devices()):
         pytest.skip("this machine has an audio input device")
     code = "import sys; from imagebind_ros.ros.microphone_node import main; sys.exit(main())"
@@ -965,11 +965,8 @@ def test_sim_sensors_bad_source_stops_with_one_line(params: list[str], text: str
 def pulse_source(tmp_path: Path) -> Any:
     """A PulseAudio server with a null sink whose monitor is the default source (see
     ../shared/AUDIO_TESTING.md): sounds played into it are what a microphone hears."""
-    import shutil
-
-    if not (shutil.which("pulseaudio") and shutil.which("pactl") and shutil.which("paplay")):
-        pytest.skip("needs pulseaudio, pactl, paplay (Debian: pulseaudio pulseaudio-utils "
-                    "libasound2-plugins)")
+    require_tools("pulseaudio", "pactl", "paplay",
+                  why="Debian: pulseaudio pulseaudio-utils libasound2-plugins")
     env = {**ENV, "XDG_RUNTIME_DIR": str(tmp_path)}
     subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1"], env=env, check=True,
                    capture_output=True, timeout=30)
