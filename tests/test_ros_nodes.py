@@ -585,11 +585,14 @@ def test_runner_demo_prints_a_table_and_exits_zero() -> None:
     simulated world's, and the model's top labels agree with it."""
     demo = ROOT / "checkpoints" / "demo" / "demo.pt"
     assert demo.is_file(), f"{demo} is committed; restore it (git checkout -- {demo})"
+    # A ROS domain of its own: the module's encoder node (the graph fixture, alive while this
+    # runs) would otherwise encode the demo's camera too and answer on zero_shot/<modality>.
+    env = {**ENV, "ROS_DOMAIN_ID": str(int(ENV["ROS_DOMAIN_ID"]) % 100 + 101)}
     proc = subprocess.run(
         [sys.executable, "-m", "imagebind_ros.cli", "run", "--params", "config/fusion.yaml",
          "--params", "config/demo.yaml", "--duration", "12", "--table", "--table-period", "3",
          "--executor", "events"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=180)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "RANDOM-INIT" not in out and "demo.pt:" in out, out[-2000:]
