@@ -49,7 +49,7 @@ from imagebind_ros import preprocess as pp  # noqa: E402
 from imagebind_ros.degrade import Degradation, degradations  # noqa: E402
 from imagebind_ros.fusion import (SENSORS, Calibration, Fuser, FusionConfig,  # noqa: E402
                                   fit_calibration)
-from imagebind_ros.inference.export import sha256_file  # noqa: E402
+from imagebind_ros.inference.manifest import sha256_file  # noqa: E402
 from imagebind_ros.model import ImageBindModel, create_model  # noqa: E402
 from imagebind_ros.synthetic import Sample, SyntheticWorld, thermal_to_mono16  # noqa: E402
 from imagebind_ros.zeroshot import ZeroShotClassifier  # noqa: E402

@@ -30,11 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from imagebind_ros.inference import (OnnxRuntimeBackend, TorchBackend, create_backend,
-                                     example_input, export_onnx, load_manifest)
-from imagebind_ros.inference.bench_utils import cosine, single_encoder_model, time_calls
+from common import cosine, single_encoder_model, time_calls
+from imagebind_ros.inference import create_backend, load_manifest
+from imagebind_ros.inference.export import export_onnx
+from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from imagebind_ros.inference.quantize import derived_model
-from imagebind_ros.inference.tensorrt_engine import tensorrt_unavailable_reason
+from imagebind_ros.inference.tensorrt_backend import tensorrt_unavailable_reason
+from imagebind_ros.inference.torch_backend import TorchBackend
+from imagebind_ros.modalities import example_input
 
 log = logging.getLogger("gpu_bench")
 ALL = ("vision", "text", "audio", "depth", "thermal", "imu")

@@ -47,13 +47,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from imagebind_ros.inference import (OnnxRuntimeBackend, TorchBackend,  # noqa: E402
-                                     example_input, export_onnx, load_manifest)
-from imagebind_ros.inference.backends import cpu_flags  # noqa: E402
-from imagebind_ros.inference.bench_utils import (CpuShare, best_rate,  # noqa: E402
-                                                 count_flops, matmul_kernel, ort_int8_kernel,
-                                                 single_encoder_model)
+from common import (CpuShare, best_rate, count_flops, matmul_kernel,  # noqa: E402
+                    ort_int8_kernel, single_encoder_model)
+from imagebind_ros.inference import load_manifest  # noqa: E402
+from imagebind_ros.inference.base import cpu_flags  # noqa: E402
+from imagebind_ros.inference.export import export_onnx  # noqa: E402
+from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from imagebind_ros.inference.quantize import derived_model, int8_defaults  # noqa: E402
+from imagebind_ros.inference.torch_backend import TorchBackend  # noqa: E402
+from imagebind_ros.modalities import example_input  # noqa: E402
 
 log = logging.getLogger("bench.inference")
 ALL = ("vision", "text", "audio", "depth", "thermal", "imu")

@@ -15,9 +15,8 @@ import os
 
 import torch
 
-from imagebind_ros.inference.bench_utils import (count_flops, matmul_peak_gflops,
-                                                 single_encoder_model, time_calls)
-from imagebind_ros.inference.export import example_input
+from common import count_flops, matmul_peak_gflops, single_encoder_model, time_calls
+from imagebind_ros.modalities import example_input
 
 
 def main(argv: list[str] | None = None) -> None:

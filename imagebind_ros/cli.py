@@ -18,27 +18,15 @@ from . import MODALITIES
 
 
 def _file_loader(modality: str) -> Callable[[str, Any], Any]:
-    """Return ``(input, cfg) -> tensor`` for one CLI input of ``modality``."""
-    from . import preprocess as pp
+    """Return ``(input, config) -> tensor`` for one CLI input of ``modality``: a file, or the
+    string itself where the modality is not read from files (text)."""
+    from . import modalities
 
-    def load(item: str, cfg: Any) -> Any:
-        if modality == "text":
-            return pp.tokenize([item], cfg)[0]
-        path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"{modality} input not found: {item}")
-        if modality == "vision":
-            return pp.image_to_tensor(pp.load_image(path), cfg)
-        if modality == "audio":
-            wave, sr = pp.load_audio(path)
-            return pp.audio_to_tensor(wave, sr, cfg)
-        if modality == "depth":
-            depth, units = pp.load_depth(path)
-            return pp.depth_to_tensor(depth, cfg, units=units)
-        if modality == "thermal":
-            return pp.thermal_to_tensor(pp.load_thermal(path), cfg)
-        samples, stamps = pp.load_imu(path)
-        return pp.imu_to_tensor(samples, stamps, cfg)
+    spec = modalities.spec(modality)
+
+    def load(item: str, config: Any) -> Any:
+        raw = item if spec.read is None else spec.load_file(Path(item))
+        return spec.to_tensor(raw, config)
 
     return load
 
@@ -54,7 +42,6 @@ def embed_main(args: argparse.Namespace) -> int:
         model = create_model(args.preset, checkpoint=args.checkpoint, device=args.device)
     except CheckpointError as e:
         raise ValueError(str(e)) from None
-    cfg = model.config.modality(args.modality)
     load = _file_loader(args.modality)
     rows: list[np.ndarray] = []
     batch: list[Any] = []
@@ -68,7 +55,7 @@ def embed_main(args: argparse.Namespace) -> int:
 
     for item in tqdm(items, desc=f"embed {args.modality}", unit="input",
                      disable=len(items) < 2 or args.quiet):
-        batch.append(load(item, cfg))
+        batch.append(load(item, model.config))
         if len(batch) == args.batch_size:
             flush()
     if batch:

@@ -1,10 +1,10 @@
 """Turn query parts (texts, sounds, pictures, files) into embeddings with a shared model.
 
 The detector's prompts and the memory's queries come from people and files, not from sensor
-streams: this is the one place that preprocesses them (``imagebind_ros.preprocess``) and calls
-any ``encode(modality, batch) -> unit-norm (B, D)`` function, such as
-``SharedModel.encode``. Errors are ValueError / FileNotFoundError with a one-line reason,
-fit for a service response. No rclpy.
+streams: this is the one place that turns them into batches (through the modality registry,
+``imagebind_ros.modalities``) and calls any ``encode(modality, batch) -> unit-norm (B, D)``
+function, such as ``SharedModel.encode``. Errors are ValueError / FileNotFoundError with a
+one-line reason, fit for a service response. No rclpy.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from . import preprocess as pp
+from . import modalities
+from .decode import Sound
 from .model.config import ImageBindConfig
 
 Encode = Callable[[str, np.ndarray], np.ndarray]
@@ -30,38 +31,33 @@ class Embedder:
         self._encode = encode
         self.config = config
 
-    def _cfg(self, modality: str) -> Any:
+    def _batch(self, modality: str, raws: Sequence[Any]) -> np.ndarray:
         if modality not in self.config.modalities:
             raise ValueError(f"model {self.config.name!r} has no {modality} encoder "
                              f"(has: {', '.join(self.config.modalities)})")
-        return self.config.modality(modality)
+        return modalities.to_batch(modality, raws, self.config).numpy()
 
     def texts(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm (N, D) embeddings of raw strings (no prompt template)."""
-        cfg = self._cfg("text")
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise ValueError(f"texts must be non-empty strings, got {list(texts)!r}")
-        return self._encode("text", pp.tokenize(list(texts), cfg).numpy())
+        return self._encode("text", self._batch("text", list(texts)))
 
     def audio(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """A recording (samples[, channels]) at any rate -> (D,), preprocessed as a file."""
-        cfg = self._cfg("audio")
-        x = pp.audio_to_tensor(np.asarray(waveform), int(sample_rate), cfg)
-        return self._encode("audio", x.unsqueeze(0).numpy())[0]
+        sound = Sound(np.asarray(waveform), int(sample_rate))
+        return self._encode("audio", self._batch("audio", [sound]))[0]
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
         """An RGB uint8 (H, W, 3) picture -> (D,)."""
-        x = pp.image_to_tensor(rgb, self._cfg("vision"))
-        return self._encode("vision", x.unsqueeze(0).numpy())[0]
+        return self._encode("vision", self._batch("vision", [rgb]))[0]
 
     def audio_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        _exists(path, "audio")
-        wave, rate = pp.load_audio(path)
-        return self.audio(wave, rate)
+        sound = modalities.load_file("audio", path)
+        return self.audio(sound.samples, sound.sample_rate)
 
     def image_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        _exists(path, "image")
-        return self.image(pp.load_image(path))
+        return self.image(modalities.load_file("vision", path))
 
 
 class RecentAudio:
@@ -114,7 +110,3 @@ class RecentAudio:
                                  f"heard so far, {seconds:g} s asked")
             return np.concatenate(list(self._chunks))[-need:], self.sample_rate
 
-
-def _exists(path: str | os.PathLike[str], what: str) -> None:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} file not found: {os.fspath(path)}")

@@ -15,23 +15,17 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchaudio
 
-from imagebind_ros import preprocess as pp
+from imagebind_ros import modalities
+from imagebind_ros.decode import Picture
 
-EXTENSIONS = {
-    "vision": (".png", ".jpg", ".jpeg", ".bmp", ".webp"),
-    "depth": (".png", ".tif", ".tiff", ".npy"),
-    "thermal": (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy"),
-    "audio": (".wav", ".flac", ".ogg"),
-    "imu": (".csv", ".npy"),
-}
-MODALITIES = tuple(EXTENSIONS)
+# What a sensor can stream from files, in the canonical order.
+MODALITIES = ("vision", "depth", "thermal", "audio", "imu")
 
 
 class PlaybackError(ValueError):
@@ -44,50 +38,29 @@ def expand(items: Sequence[str], modality: str) -> list[Path]:
     out: list[Path] = []
     for item in items:
         path = Path(os.path.expanduser(item))
+        exts = modalities.spec(modality).extensions
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.suffix.lower() in EXTENSIONS[modality])
+            found = sorted(p for p in path.iterdir() if p.suffix.lower()[1:] in exts)
         elif glob.has_magic(item):
             found = sorted(Path(p) for p in glob.glob(os.path.expanduser(item)))
         else:
             found = [path] if path.is_file() else []
         if not found:
-            raise PlaybackError(f"{modality}: no {'/'.join(EXTENSIONS[modality])} file at "
+            raise PlaybackError(f"{modality}: no {'/'.join('.' + e for e in exts)} file at "
                                 f"{item!r}")
         out.extend(found)
     return out
 
 
-@dataclass(frozen=True)
-class Picture:
-    """One image of the playback and the encoding it is published with."""
-
-    data: np.ndarray
-    encoding: str
-
-
 def read_picture(modality: str, path: Path) -> Picture:
-    """An image file as published: RGB as rgb8; depth in millimetres (16-bit PNG, integer
-    .npy) as 16UC1 and in metres (float .npy) as 32FC1; thermal mono8/mono16 by its dtype,
-    anything else as 32FC1."""
-    if modality == "vision":
-        return Picture(pp.load_image(path), "rgb8")
-    if modality == "depth":
-        arr, units = pp.load_depth(path)
-        if units == "mm":
-            if arr.size and (arr.min() < 0 or arr.max() > 65535):
-                raise PlaybackError(f"depth file {path}: millimetres outside 0..65535")
-            arr = arr.astype(np.uint16)
-    else:
-        arr = pp.load_thermal(path)
-    if arr.dtype not in (np.uint8, np.uint16):
-        arr = arr.astype(np.float32)
-    if arr.ndim != 2 or arr.size == 0:
-        raise PlaybackError(f"{modality} file {path}: expected a non-empty single-channel "
-                            f"image, got shape {arr.shape}")
-    if arr.dtype == np.uint16:
-        return Picture(arr, "16UC1" if modality == "depth" else "mono16")
-    return Picture(arr, "mono8" if arr.dtype == np.uint8 else "32FC1")
+    """An image file as a sensor publishes it (the registry's file -> raw input -> picture):
+    RGB as rgb8; depth in millimetres (16-bit PNG, integer .npy) as 16UC1 and in metres
+    (float .npy) as 32FC1; thermal mono8/mono16 by its dtype, anything else as 32FC1."""
+    spec = modalities.spec(modality)
+    try:
+        return spec.raw_to_picture(spec.load_file(path))
+    except (OSError, ValueError) as e:
+        raise PlaybackError(f"{modality} file {path}: {e}") from None
 
 
 class FilePlayback:
@@ -121,10 +94,11 @@ class FilePlayback:
         return tuple(m for m in MODALITIES if have.get(m))
 
     def _load(self, modality: str, path: Path) -> None:
-        if modality in ("vision", "depth", "thermal"):
+        if modalities.spec(modality).to_picture is not None:
             self.pictures.setdefault(modality, []).append(read_picture(modality, path))
         elif modality == "audio":
-            wave, rate = pp.load_audio(path)
+            sound = modalities.load_file("audio", path)
+            wave, rate = sound.samples, sound.sample_rate
             if wave.shape[0] == 0:
                 raise PlaybackError(f"audio file {path} is empty")
             mono = torch.from_numpy(np.ascontiguousarray(wave.mean(axis=1)))
@@ -132,7 +106,8 @@ class FilePlayback:
                 mono = torchaudio.functional.resample(mono, rate, self.sample_rate)
             self.sounds.append(mono.numpy().astype(np.float32))
         else:
-            samples, stamps = pp.load_imu(path)
+            motion = modalities.load_file("imu", path)
+            samples, stamps = motion.samples, motion.times
             if len(samples) < 2 or not np.isfinite(samples).all():
                 raise PlaybackError(f"IMU file {path}: needs >= 2 finite samples")
             if stamps is not None:

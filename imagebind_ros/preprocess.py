@@ -1,19 +1,22 @@
 """Turn raw sensor data into the tensors ImageBind's encoders expect.
 
-Pure functions on in-memory arrays (what ROS messages carry) plus small file loaders for the
-CLI. Each ``*_to_tensor`` takes its modality config, so the constants that travel with a
-checkpoint decide how inputs are prepared. Vision, text and audio reproduce the reference
-ImageBind pipeline; depth, thermal and IMU follow the recipes in docs/preprocessing.md.
-No ROS imports here.
+Pure functions on in-memory arrays (what ROS messages carry) plus small file loaders. Each
+``*_to_tensor`` takes its modality config, so the constants that travel with a checkpoint
+decide how inputs are prepared. Vision, text and audio reproduce the reference ImageBind
+pipeline; depth, thermal and IMU follow the recipes in docs/preprocessing.md. The loaders
+read a path or an open binary file (a tar member, bytes in memory) with the same code, the
+file type coming from ``name`` (default: the path). Callers pick the function for a modality
+through ``imagebind_ros.modalities``, the one registry. No ROS imports here.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import soundfile
@@ -26,6 +29,8 @@ from .model.config import (AudioConfig, DepthConfig, ImuConfig, TextConfig, Ther
                            VisionConfig)
 
 PathLike = str | os.PathLike[str]
+# A file to read: a path, or an open binary file (its type then comes from a ``name``).
+FileLike = PathLike | BinaryIO
 
 # Kaldi fbank framing used by the reference audio pipeline (not part of AudioConfig).
 FRAME_LENGTH_MS = 25.0
@@ -88,9 +93,23 @@ def images_to_tensor(images: Sequence[np.ndarray], cfg: VisionConfig) -> torch.T
     return torch.stack([image_to_tensor(im, cfg) for im in images])
 
 
-def load_image(path: PathLike) -> np.ndarray:
+def _label(source: FileLike, name: str | None) -> str:
+    """The name that tells a file's type (and names it in errors)."""
+    if name is not None:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(source, "name", "<file>"))
+
+
+def _openable(source: FileLike) -> Any:
+    """What soundfile / PIL / numpy open: a path as str, a file object as it is."""
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
+
+
+def load_image(source: FileLike) -> np.ndarray:
     """Read any PIL-readable image as RGB uint8 (H, W, 3), like the reference loader."""
-    with Image.open(path) as im:
+    with Image.open(_openable(source)) as im:
         return np.array(im.convert("RGB"))
 
 
@@ -258,9 +277,9 @@ def audio_window_to_tensor(waveform: np.ndarray, sample_rate: int,
     return _melspec(wav[:, -n:], cfg).unsqueeze(0)
 
 
-def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
+def load_audio(source: FileLike) -> tuple[np.ndarray, int]:
     """Read an audio file -> (float32 (samples, channels) in [-1, 1], sample_rate)."""
-    data, sr = soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
+    data, sr = soundfile.read(_openable(source), dtype="float32", always_2d=True)
     return data, int(sr)
 
 
@@ -302,21 +321,23 @@ def depth_to_tensor(depth: np.ndarray, cfg: DepthConfig,
     return torch.from_numpy(crop).unsqueeze(0).sub(cfg.mean).div(cfg.std)
 
 
-def load_depth(path: PathLike) -> tuple[np.ndarray, Literal["mm", "m"]]:
+def load_depth(source: FileLike, name: str | None = None
+               ) -> tuple[np.ndarray, Literal["mm", "m"]]:
     """Read a depth file -> (array, units): a 16-bit PNG/TIFF in millimetres, or .npy in
     metres if float and millimetres if integer (the REP 118 dtype convention)."""
-    if os.fspath(path).lower().endswith(".npy"):
-        arr = np.load(path)
+    label = _label(source, name)
+    if label.lower().endswith(".npy"):
+        arr = np.load(_openable(source), allow_pickle=False)
         if np.issubdtype(arr.dtype, np.integer):
             return arr, "mm"
         return arr.astype(np.float32), "m"
-    with Image.open(path) as im:
+    with Image.open(_openable(source)) as im:
         if not im.mode.startswith("I;16") and im.mode != "I":
-            raise ValueError(f"{os.fspath(path)}: expected a 16-bit single-channel depth "
+            raise ValueError(f"{label}: expected a 16-bit single-channel depth "
                              f"image in millimetres, got PIL mode {im.mode!r}")
         arr = np.array(im)
     if arr.min() < 0 or arr.max() > 65535:
-        raise ValueError(f"{os.fspath(path)}: depth values outside 16-bit range")
+        raise ValueError(f"{label}: depth values outside 16-bit range")
     return arr.astype(np.uint16), "mm"
 
 
@@ -350,12 +371,12 @@ def thermal_to_tensor(img: np.ndarray, cfg: ThermalConfig) -> torch.Tensor:
     return x.unsqueeze(0).sub(cfg.mean).div(cfg.std)
 
 
-def load_thermal(path: PathLike) -> np.ndarray:
+def load_thermal(source: FileLike, name: str | None = None) -> np.ndarray:
     """Read a thermal image: .npy as stored; 8-bit images as mono8 (colour -> luminance, as
     LLVIP's 3-channel JPEGs), 16-bit as uint16, 32-bit as float32."""
-    if os.fspath(path).lower().endswith(".npy"):
-        return np.load(path)
-    with Image.open(path) as im:
+    if _label(source, name).lower().endswith(".npy"):
+        return np.load(_openable(source), allow_pickle=False)
+    with Image.open(_openable(source)) as im:
         if im.mode.startswith("I;16"):
             return np.array(im).astype(np.uint16)
         if im.mode in ("I", "F"):
@@ -407,17 +428,19 @@ def imu_to_tensor(samples: np.ndarray, timestamps: np.ndarray | None,
     return torch.from_numpy(out.astype(np.float32))
 
 
-def load_imu(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+def load_imu(source: FileLike, name: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read IMU data -> (samples (N, 6), timestamps (N,) or None).
 
     .npy or .csv (comma-separated, optional header line, '#' comments) with 6 columns
     (accel xyz, gyro xyz) or 7 columns (time in seconds first).
     """
-    name = os.fspath(path)
+    name = _label(source, name)
     if name.lower().endswith(".npy"):
-        data = np.load(path)
+        data = np.load(_openable(source), allow_pickle=False)
     else:
-        with open(name, encoding="utf-8") as fh:
+        with (open(source, encoding="utf-8") if isinstance(source, (str, os.PathLike))
+              else io.TextIOWrapper(source, encoding="utf-8")) as fh:
             lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
         if lines:
             try:
@@ -431,29 +454,3 @@ def load_imu(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     if data.shape[1] == 7:
         return data[:, 1:], data[:, 0]
     return data, None
-
-
-# --------------------------------------------------------------------------- dispatch
-
-PREPROCESSORS: dict[str, Callable[..., torch.Tensor]] = {
-    "vision": image_to_tensor,
-    "text": tokenize,
-    "audio": audio_to_tensor,
-    "depth": depth_to_tensor,
-    "thermal": thermal_to_tensor,
-    "imu": imu_to_tensor,
-}
-
-
-def to_tensor(modality: str, data: Any, cfg: Any, **kw: Any) -> torch.Tensor:
-    """Preprocess one input of ``modality`` into a model-ready batch of one.
-
-    ``kw`` carries the modality's extra arguments (audio ``sample_rate``, depth ``units``,
-    IMU ``timestamps``). Text gives (N, context_length) for N strings.
-    """
-    if modality not in PREPROCESSORS:
-        raise KeyError(f"unknown modality {modality!r}; known: {', '.join(PREPROCESSORS)}")
-    if modality == "imu":
-        kw.setdefault("timestamps", None)
-    out = PREPROCESSORS[modality](data, cfg=cfg, **kw)
-    return out if modality == "text" else out.unsqueeze(0)

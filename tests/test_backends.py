@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from imagebind_ros.inference import (BackendUnavailable, OnnxRuntimeBackend, TorchBackend,
-                                     create_backend, example_input, export_onnx)
+from ros_required import require
+
+from imagebind_ros.inference import BackendUnavailable, create_backend
+from imagebind_ros.inference.export import export_onnx
+from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+from imagebind_ros.inference.torch_backend import TorchBackend
+from imagebind_ros.modalities import example_input
 from imagebind_ros.model import create_model
 
-pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")
-pytest.importorskip("onnxruntime")
+require("onnxscript", "torch's dynamo ONNX exporter needs it")
+require("onnxruntime")
 
 MODS = ("vision", "text", "imu")
 
@@ -133,7 +138,7 @@ def test_torch_fp16_needs_a_gpu(model: torch.nn.Module) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU fallback checks need a CPU-only host")
 def test_auto_falls_back_on_cpu(model: torch.nn.Module, onnx_dir: Path,
                                 caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="imagebind_ros.inference.backends"):
+    with caplog.at_level(logging.INFO, logger="imagebind_ros.inference.factory"):
         backend = create_backend("auto", model=model, onnx_dir=onnx_dir)
     assert isinstance(backend, OnnxRuntimeBackend) and backend.precision == "fp32"
     skipped = [r.message for r in caplog.records if "skipping" in r.message]

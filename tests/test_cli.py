@@ -80,7 +80,7 @@ def test_embed_text_and_errors(ckpt: Path, tmp_path: Path, capsys: pytest.Captur
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["embed", "--checkpoint", str(ckpt), "--modality", "vision",
                  str(tmp_path / "missing.png"), "--out", str(out)]) == 2
-    assert "vision input not found" in capsys.readouterr().err
+    assert "vision file not found" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x00" * 100)
     assert main(["embed", "--checkpoint", str(bad), "--modality", "text", "x",

@@ -1,4 +1,4 @@
-"""Real-data adapters (training/datasets.py) on small fake copies of each layout.
+"""Real-data adapters (training/datasets/) on small fake copies of each layout.
 
 Each fake sample carries its identity in its pixel / sample values, so a test can tell
 whether an adapter paired the right image with the right X, kept orientations and units,
@@ -292,9 +292,9 @@ def test_nyu_depth_v2_mat_layout_and_splits(tmp_path: Path, tf: Transforms) -> N
                              "splits": str(tmp_path / "splits.mat")}, "depth", tf)
     assert ds.index == [0, 1, 3]
     np.testing.assert_array_equal(ds.read_image(2), rgb[3])  # orientation restored
-    arr, units = ds.read_x(2)
-    np.testing.assert_array_equal(arr, dep[3])
-    assert units == "m"
+    d = ds.read_x(2)
+    np.testing.assert_array_equal(d.array, dep[3])
+    assert d.units == "m"
     torch.testing.assert_close(ds.load(2, 0)["depth"], depth_to_tensor(
         dep[3], tf.config.modality("depth"), units="m"))
     ev = build_eval_dataset({"kind": "nyu_depth_v2", "path": str(path),
@@ -339,9 +339,9 @@ def test_sunrgbd_layout_and_scene_labels(tmp_path: Path, tf: Transforms) -> None
                             tf)
     assert len(ds) == 3
     for i in range(3):
-        arr, units = ds.read_x(i)
-        assert units == "mm"
-        np.testing.assert_array_equal(arr, mms[i].astype(np.uint16))
+        d = ds.read_x(i)
+        assert d.units == "mm"
+        np.testing.assert_array_equal(d.array, mms[i].astype(np.uint16))
     ev = build_eval_dataset({"kind": "sunrgbd", "root": str(tmp_path / "SUNRGBD")}, tf)
     assert ev.classnames == ["bathroom", "office"]
     assert [ev.label(i) for i in range(3)] == [1, 0, 1]
@@ -454,7 +454,8 @@ def test_rosbag_pairs_frames_and_windows_by_timestamp(tmp_path: Path, tf: Transf
     imu = build_pair_dataset({**base, "x_topic": "/imu"}, "imu", tf)
     kept = [round((t - T0 - 1.0) / 0.1) for t, *_ in imu.items]
     assert kept == [10, 11]  # frames at T0 + 2.0 and T0 + 2.1
-    samples, stamps = imu.read_x(1)
+    motion = imu.read_x(1)
+    samples, stamps = motion.samples, motion.times
     assert frames[11] - 1 / 200 < stamps[-1] <= frames[11]
     assert frames[11] - 2.0 - 1 / 200 < stamps[0] <= frames[11] - 2.0  # covers the window
     np.testing.assert_allclose(samples[:, 0], stamps - T0, atol=1e-9)  # accel x = time
@@ -467,7 +468,8 @@ def test_rosbag_pairs_frames_and_windows_by_timestamp(tmp_path: Path, tf: Transf
     au = build_pair_dataset({**base, "x_topic": "/audio", "tolerance": 0.03}, "audio", tf)
     kept = [round((t - T0 - 1.0) / 0.1) for t, *_ in au.items]
     assert kept == list(range(5, 12))  # from T0 + 1.5, whose window starts with the audio
-    wav, sr = au.read_x(len(au) - 1)
+    sound = au.read_x(len(au) - 1)
+    wav, sr = sound.samples, sound.sample_rate
     t_frame = au.items[-1][0]
     # the window's last sample is the one at the frame time: samples (t - 1 s, t]
     first = round((t_frame - 1.0 - T0 - 0.5) * SR) + 1

@@ -1,4 +1,9 @@
-"""ONNX export on the tiny preset: parity with torch, manifest round trip, damaged exports."""
+"""ONNX export on the tiny preset: parity with torch, manifest round trip, damaged exports.
+
+The torch reference is a model loaded afresh from the checkpoint the exported model was
+saved to before the export, so a graph that got other weights or another mode (dropout on)
+than the file holds, or an export that changed the caller's model, cannot agree with it.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +17,34 @@ import numpy as np
 import pytest
 import torch
 
-from imagebind_ros.inference import (ManifestError, OnnxRuntimeBackend, example_input,
-                                     export_onnx, load_manifest)
-from imagebind_ros.inference.export import MANIFEST_FORMAT, OPSET, fingerprint
-from imagebind_ros.inference import quantize
+from ros_required import require
+
+from imagebind_ros.inference import ManifestError, load_manifest, quantize
+from imagebind_ros.inference.export import OPSET, export_onnx
+from imagebind_ros.inference.manifest import MANIFEST_FORMAT, fingerprint
+from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from imagebind_ros.inference.quantize import derived_model
+from imagebind_ros.modalities import example_input
 from imagebind_ros.model import ImageBindConfig, create_model, save_model
 
-pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")
-ort = pytest.importorskip("onnxruntime")
+require("onnxscript", "torch's dynamo ONNX exporter needs it")
+ort = require("onnxruntime")
 
 MODALITIES = ("vision", "text", "audio", "depth", "thermal", "imu")
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    return create_model("tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_model(path, create_model("tiny"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint: Path) -> torch.nn.Module:
+    """The model handed to the exporter."""
+    return create_model(checkpoint=checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +52,17 @@ def export_dir(model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("onnx")
     export_onnx(model, None, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint: Path, export_dir: Path) -> torch.nn.Module:
+    """An independent torch model: the checkpoint loaded again, after the export ran."""
+    return create_model(checkpoint=checkpoint)
+
+
+def encode(model: torch.nn.Module, modality: str, x: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return model.encode(modality, x).numpy()
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -49,23 +76,33 @@ def _session_output(path: Path, name: str, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-def test_every_encoder_matches_torch(model: torch.nn.Module, export_dir: Path,
+def test_every_encoder_matches_torch(reference: torch.nn.Module, export_dir: Path,
                                      modality: str) -> None:
     # Batch 3 differs from the export's example batch (2): the batch axis must be dynamic.
-    x = example_input(model.config, modality, batch=3, generator=torch.Generator().manual_seed(7))
-    want = model.encode(modality, x).detach().numpy()
+    x = example_input(reference.config, modality, batch=3,
+                      generator=torch.Generator().manual_seed(7))
+    want = encode(reference, modality, x)
     got = _session_output(export_dir / f"{modality}.onnx", modality, x.numpy())
-    assert got.shape == (3, model.config.out_embed_dim)
+    assert got.shape == (3, reference.config.out_embed_dim)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_export_leaves_model_in_eval_mode(model: torch.nn.Module, export_dir: Path) -> None:
-    # IMU has Dropout(0.5) in its head: a model left in train mode would change its output.
-    x = example_input(model.config, "imu", batch=2, generator=torch.Generator().manual_seed(1))
-    assert not any(m.training for m in model.modules())
-    np.testing.assert_array_equal(model.encode("imu", x).detach().numpy(),
-                                  model.encode("imu", x).detach().numpy())
+def test_export_is_eval_mode_and_leaves_the_callers_model_alone(
+        checkpoint: Path, reference: torch.nn.Module, tmp_path: Path) -> None:
+    # IMU has Dropout(0.5) in its head: a graph traced in train mode would drop half of it.
+    # A caller's model in train mode must still export the eval-mode encoder, and come
+    # back as it was: same mode, same weights.
+    model = create_model(checkpoint=checkpoint).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_onnx(model, ["imu"], tmp_path, progress=False, verify=False)
+    assert all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    x = example_input(reference.config, "imu", batch=4, generator=torch.Generator().manual_seed(1))
+    got = _session_output(tmp_path / "imu.onnx", "imu", x.numpy())
+    np.testing.assert_allclose(got, encode(reference, "imu", x), atol=1e-4, rtol=0)
 
 
 def test_manifest_round_trip(model: torch.nn.Module, export_dir: Path) -> None:
@@ -88,7 +125,8 @@ def test_manifest_round_trip(model: torch.nn.Module, export_dir: Path) -> None:
     assert json.loads((export_dir / "manifest.json").read_text()) == on_disk
 
 
-def test_external_data_and_checkpoint_hash(model: torch.nn.Module, tmp_path: Path) -> None:
+def test_external_data_and_checkpoint_hash(model: torch.nn.Module, reference: torch.nn.Module,
+                                           tmp_path: Path) -> None:
     ckpt = tmp_path / "tiny.pt"
     save_model(ckpt, model)
     out = tmp_path / "ext"
@@ -100,7 +138,7 @@ def test_external_data_and_checkpoint_hash(model: torch.nn.Module, tmp_path: Pat
     assert e.external_data == "depth.onnx.data" and (out / e.external_data).stat().st_size > 0
     x = example_input(model.config, "depth", batch=1, generator=torch.Generator().manual_seed(2))
     np.testing.assert_allclose(_session_output(out / "depth.onnx", "depth", x.numpy()),
-                               model.encode("depth", x).detach().numpy(), atol=1e-4, rtol=0)
+                               encode(reference, "depth", x), atol=1e-4, rtol=0)
     # The weights file is part of the encoder's identity (engine and variant caches use it).
     before = fingerprint(manifest, "depth")
     e.external_data_sha256 = "0" * 64
@@ -171,13 +209,14 @@ def test_missing_export_and_bad_modality(model: torch.nn.Module, tmp_path: Path)
         export_onnx(model, ["sonar"], tmp_path, progress=False)
 
 
-def test_fp16_export_close_to_fp32(model: torch.nn.Module, tmp_path: Path) -> None:
+def test_fp16_export_close_to_fp32(model: torch.nn.Module, reference: torch.nn.Module,
+                                   tmp_path: Path) -> None:
     export_onnx(model, ["audio"], tmp_path, fp16=True, progress=False)
     manifest = load_manifest(tmp_path)
     assert manifest.precision == "fp16"
     x = example_input(model.config, "audio", batch=4, generator=torch.Generator().manual_seed(3))
     got = _session_output(tmp_path / "audio.onnx", "audio", x.numpy())  # float32 in and out
-    want = model.encode("audio", x).detach().numpy()
+    want = encode(reference, "audio", x)
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1)
     assert got.dtype == np.float32 and cos.min() > 0.999
     with pytest.raises(ValueError, match="fp16 export; it runs only as fp16"):
@@ -185,13 +224,14 @@ def test_fp16_export_close_to_fp32(model: torch.nn.Module, tmp_path: Path) -> No
 
 
 def test_int8_variant_is_cached_and_rebuilt_when_stale(
-        model: torch.nn.Module, export_dir: Path, tmp_path: Path,
+        reference: torch.nn.Module, export_dir: Path, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     manifest = load_manifest(export_dir)
     path = derived_model(manifest, "vision", "int8", cache_dir=tmp_path)
-    x = example_input(model.config, "vision", batch=4, generator=torch.Generator().manual_seed(4))
+    x = example_input(reference.config, "vision", batch=4,
+                      generator=torch.Generator().manual_seed(4))
     got = _session_output(path, "vision", x.numpy())
-    want = model.encode("vision", x).detach().numpy()
+    want = encode(reference, "vision", x)
     assert ((got * want).sum(1) / np.linalg.norm(got, axis=1)).min() > 0.99
     stamp = path.stat().st_mtime_ns
     assert derived_model(manifest, "vision", "int8", cache_dir=tmp_path) == path

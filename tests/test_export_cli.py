@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from ros_required import require
+
 from imagebind_ros import cli
-from imagebind_ros.inference import OnnxRuntimeBackend, example_input, load_manifest
+from imagebind_ros.inference import load_manifest
+from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+from imagebind_ros.modalities import example_input
 from imagebind_ros.model import create_model, save_model
 
-pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript")
-pytest.importorskip("onnxruntime")
+require("onnxscript", "torch's dynamo ONNX exporter needs it")
+require("onnxruntime")
 
 MODS = ("vision", "audio", "text")
 

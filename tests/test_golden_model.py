@@ -1,27 +1,36 @@
 """Our model against the reference ImageBind's outputs for the same weights and inputs.
 
-The golden files (../shared/golden/imagebind_small) were produced by the reference code; we
-load its state dict unchanged, so key names and shapes are checked too.
+The golden files (tests/data/golden/imagebind_small, see its README.md) were produced by the
+reference code; we load its state dict unchanged, so key names and shapes are checked too.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
 
 import pytest
 import torch
 
+from golden import golden
 from imagebind_ros.model import create_model
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "imagebind_small"
-pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(),
-                                reason=f"golden reference outputs not found at {GOLDEN}")
+# The files as copied from the reference run (tests/data/golden/imagebind_small/README.md).
+SHA256 = {
+    "inputs.pt": "7faa62018be77ec73195e5c11755fc76de5dbeda0cf0ff08a72cdce4a4cdafd1",
+    "outputs.pt": "a45a8de4dd563d4ccf5e8f0f9895050d03e379f1391669ba916676be940a0f2e",
+    "state_dict.pth": "6d0c8aae8c509a95715a6e73fc530382428f9648da8129207b9861d5dd58566d",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHA256))
+def test_golden_files_are_the_reference_run(name: str) -> None:
+    assert hashlib.sha256(golden(name).read_bytes()).hexdigest() == SHA256[name]
 
 
 def test_reference_state_dict_loads_and_outputs_match() -> None:
-    model = create_model("imagebind_small", checkpoint=GOLDEN / "state_dict.pth")
-    inputs = torch.load(GOLDEN / "inputs.pt", weights_only=True)["inputs"]
-    expected = torch.load(GOLDEN / "outputs.pt", weights_only=True)
+    model = create_model("imagebind_small", checkpoint=golden("state_dict.pth"))
+    inputs = torch.load(golden("inputs.pt"), weights_only=True)["inputs"]
+    expected = torch.load(golden("outputs.pt"), weights_only=True)
     assert set(expected) == {"vision", "text", "audio", "depth", "thermal", "imu"}
     with torch.no_grad():
         out = model(inputs)
@@ -32,9 +41,9 @@ def test_reference_state_dict_loads_and_outputs_match() -> None:
 
 
 def test_encode_is_normalised_reference_output() -> None:
-    model = create_model("imagebind_small", checkpoint=GOLDEN / "state_dict.pth")
-    inputs = torch.load(GOLDEN / "inputs.pt", weights_only=True)["inputs"]
-    expected = torch.load(GOLDEN / "outputs.pt", weights_only=True)
+    model = create_model("imagebind_small", checkpoint=golden("state_dict.pth"))
+    inputs = torch.load(golden("inputs.pt"), weights_only=True)["inputs"]
+    expected = torch.load(golden("outputs.pt"), weights_only=True)
     with torch.no_grad():
         for m in ("audio", "imu"):
             torch.testing.assert_close(model.encode(m, inputs[m]),

@@ -23,7 +23,7 @@ sys.meta_path.insert(0, NoRos())
 def test_library_imports_without_ros() -> None:
     code = BLOCK_ROS + (
         "import imagebind_ros.model, imagebind_ros.preprocess, imagebind_ros.synthetic\n"
-        "import imagebind_ros.inference.backends, imagebind_ros.inference.export\n"
+        "import imagebind_ros.inference.factory, imagebind_ros.inference.export\n"
         "import imagebind_ros.cli, training.train, training.eval\n"
         "from imagebind_ros.model import create_model\n"
         "m = create_model('tiny')\n"

@@ -42,13 +42,13 @@ def test_images_play_as_read_one_scene_per_segment(scene_files: dict[str, list[P
     assert pb.modalities == ("vision", "depth", "thermal")
     rgb = [np.array(Image.open(p).convert("RGB")) for p in scene_files["vision"]]
     for t, k in ((0.0, 0), (1.99, 0), (2.0, 1), (5.9, 2), (6.0, 0), (13.0, 0)):
-        assert np.array_equal(pb.picture("vision", t).data, rgb[k % 3]), t
+        assert np.array_equal(pb.picture("vision", t).array, rgb[k % 3]), t
     d0 = pb.picture("depth", 0.5)
-    assert d0.encoding == "16UC1" and d0.data.dtype == np.uint16
-    assert np.array_equal(d0.data, np.array(Image.open(scene_files["depth"][0])))
+    assert d0.encoding == "16UC1" and d0.array.dtype == np.uint16
+    assert np.array_equal(d0.array, np.array(Image.open(scene_files["depth"][0])))
     d1 = pb.picture("depth", 2.5)  # the second depth file (lists cycle independently)
-    assert d1.encoding == "32FC1" and d1.data.dtype == np.float32
-    assert np.allclose(d1.data, np.load(scene_files["depth"][1]))
+    assert d1.encoding == "32FC1" and d1.array.dtype == np.float32
+    assert np.allclose(d1.array, np.load(scene_files["depth"][1]))
     assert pb.picture("depth", 4.5).encoding == "16UC1"
     assert pb.picture("thermal", 9.0).encoding == "mono8"
 
@@ -58,8 +58,8 @@ def test_integer_npy_depth_is_millimetres(tmp_path: Path) -> None:
     mm = np.array([[0, 450, 12000], [65535, 1, 3000]], np.int64)
     np.save(tmp_path / "mm.npy", mm)
     pic = FilePlayback({"depth": [str(tmp_path / "mm.npy")]}).picture("depth", 0.0)
-    assert pic.encoding == "16UC1" and pic.data.dtype == np.uint16
-    assert np.array_equal(pic.data, mm)
+    assert pic.encoding == "16UC1" and pic.array.dtype == np.uint16
+    assert np.array_equal(pic.array, mm)
     np.save(tmp_path / "far.npy", mm + 1)
     with pytest.raises(PlaybackError, match="outside 0..65535"):
         FilePlayback({"depth": [str(tmp_path / "far.npy")]})

@@ -467,21 +467,3 @@ def test_load_imu_csv_and_npy(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\(N, 6\)"):
         P.load_imu(tmp_path / "bad.npy")
 
-
-# --------------------------------------------------------------------------- dispatch
-
-
-def test_to_tensor_gives_batches_of_one() -> None:
-    cases = {
-        "vision": (np.zeros((30, 40, 3), np.uint8), VISION, {}, (1, 3, 224, 224)),
-        "text": (["a dog", "a cat"], TEXT, {}, (2, 77)),
-        "audio": (tone(440, 1.0, 8000), AUDIO, {"sample_rate": 8000}, (1, 3, 1, 128, 204)),
-        "depth": (np.ones((30, 40), np.uint16), DEPTH, {"units": "mm"}, (1, 1, 224, 224)),
-        "thermal": (np.zeros((30, 40), np.uint8), THERMAL, {}, (1, 1, 224, 224)),
-        "imu": (np.zeros((50, 6)), IMU, {}, (1, 6, 2000)),
-    }
-    assert set(cases) == set(P.PREPROCESSORS)
-    for modality, (data, cfg, kw, shape) in cases.items():
-        assert P.to_tensor(modality, data, cfg, **kw).shape == shape, modality
-    with pytest.raises(KeyError, match="unknown modality"):
-        P.to_tensor("smell", None, None)

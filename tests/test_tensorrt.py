@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from imagebind_ros.inference import BackendUnavailable, create_backend, example_input
-from imagebind_ros.inference.tensorrt_engine import EngineCache, tensorrt_unavailable_reason
+from imagebind_ros.inference import BackendUnavailable, create_backend
+from imagebind_ros.inference.tensorrt_backend import EngineCache, tensorrt_unavailable_reason
+from imagebind_ros.modalities import example_input
 
 KEY = {"format": 1, "tensorrt": "10.13.0", "gpu": "NVIDIA H100 (sm_90)", "precision": "fp16",
        "max_batch": 8, "onnx": "ab" * 32, "input_shape": [3, 224, 224]}
@@ -47,7 +48,7 @@ def test_damaged_entry_is_rebuilt_with_one_log_line(tmp_path: Path, damage: str,
         meta.write_text("{half a json")
     else:  # a hash collision or a hand-copied file: the sidecar's key is not ours
         meta.write_text(meta.read_text().replace("NVIDIA H100", "NVIDIA A100"))
-    with caplog.at_level(logging.WARNING, logger="imagebind_ros.inference.tensorrt_engine"):
+    with caplog.at_level(logging.WARNING, logger="imagebind_ros.inference.tensorrt_backend"):
         assert cache.load("audio", KEY) is None
     lines = [r.message for r in caplog.records]
     assert len(lines) == 1 and "unusable" in lines[0] and "rebuilding" in lines[0]
@@ -67,7 +68,7 @@ gpu = pytest.mark.skipif(NO_TRT is not None, reason=f"TensorRT tests need a GPU:
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
-    from imagebind_ros.inference import export_onnx
+    from imagebind_ros.inference.export import export_onnx
     from imagebind_ros.model import create_model
 
     torch.manual_seed(2)

@@ -1,8 +1,9 @@
 """The data contract of training: pair datasets, evaluation sets and a resumable epoch plan.
 
-Every adapter (``training/datasets.py``, the synthetic world) turns raw sensor data into model
-inputs only through :class:`Transforms`, which calls ``imagebind_ros.preprocess`` with the
-constants stored in the model config: what is trained is exactly what the nodes run.
+Every adapter (``training/datasets/``, the synthetic world) turns raw sensor data into model
+inputs only through :class:`Transforms`, which asks the modality registry
+(``imagebind_ros.modalities``, the same path the nodes take) with the constants stored in the
+model config: what is trained is exactly what the nodes run.
 
 A :class:`PairDataset` holds (image, X) pairs for one spoke modality X, the only supervision
 ImageBind uses. Its augmentations must be a pure function of ``(index, view)`` so the frozen
@@ -24,35 +25,26 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from imagebind_ros import modalities
 from imagebind_ros.model import ImageBindConfig
 
 
 @dataclass(frozen=True)
 class Transforms:
-    """Raw arrays -> model tensors: the hub's image preprocessing and the spokes' constants."""
+    """Raw inputs -> model tensors: the hub's image preprocessing (``image``: the hub may be
+    another model than ImageBind's vision encoder) and, for every other modality, the
+    registry's with the spokes' constants."""
 
     config: ImageBindConfig
     image: Callable[[np.ndarray], torch.Tensor]
 
-    def audio(self, waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
-        from imagebind_ros import preprocess
-        return preprocess.audio_to_tensor(waveform, sample_rate, self.config.modality("audio"))
-
-    def depth(self, depth: np.ndarray, units: str | None = None) -> torch.Tensor:
-        from imagebind_ros import preprocess
-        return preprocess.depth_to_tensor(depth, self.config.modality("depth"), units=units)
-
-    def thermal(self, image: np.ndarray) -> torch.Tensor:
-        from imagebind_ros import preprocess
-        return preprocess.thermal_to_tensor(image, self.config.modality("thermal"))
-
-    def imu(self, samples: np.ndarray, timestamps: np.ndarray | None = None) -> torch.Tensor:
-        from imagebind_ros import preprocess
-        return preprocess.imu_to_tensor(samples, timestamps, self.config.modality("imu"))
+    def tensor(self, modality: str, raw: Any) -> torch.Tensor:
+        """One raw input (``imagebind_ros.modalities`` defines its type) -> one sample."""
+        return modalities.to_tensor(modality, raw, self.config)
 
     def text(self, texts: Sequence[str]) -> torch.Tensor:
-        from imagebind_ros import preprocess
-        return preprocess.tokenize(list(texts), self.config.modality("text"))
+        """Texts -> (N, context_length) token ids."""
+        return modalities.to_batch("text", list(texts), self.config)
 
 
 class PairDataset(abc.ABC):

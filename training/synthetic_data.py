@@ -2,8 +2,8 @@
 
 Each spoke gets its own draw of the world (seed derived from the modality), so, as in the
 paper, no two spokes share a training sample: audio and depth never meet. Sensor data are
-rendered and preprocessed once per run (``imagebind_ros.preprocess`` via :class:`Transforms`,
-as the nodes do); images are kept as uint8 renders and preprocessed when loaded, so the
+rendered and preprocessed once per run (the modality registry via :class:`Transforms`, as
+the nodes do); images are kept as uint8 renders and preprocessed when loaded, so the
 uncached path pays for image preprocessing as a real data set would.
 
 Spec keys: ``n`` samples, ``seed``, ``split`` (train | val | test), ``classes`` (2-8),
@@ -38,6 +38,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from imagebind_ros.decode import DepthImage, Sound
+from imagebind_ros import modalities
+from imagebind_ros.modalities import ImuSamples
 from imagebind_ros.synthetic import BACKGROUND_CAPTIONS, SyntheticWorld, thermal_to_mono16
 
 from .augment import crop, frequency_mask, hflip, partial_crop_box, random_crop_box, view_rng
@@ -53,7 +56,6 @@ from .data import (
 SPEC_KEYS = {"kind", "n", "seed", "split", "classes", "world_seed", "image_size", "views",
              "modalities", "crop", "freq_mask", "background", "parts", "part_crop",
              "part_cover"}
-SPATIAL = ("depth", "thermal")
 
 
 def world_from(spec: dict[str, Any]) -> SyntheticWorld:
@@ -67,27 +69,20 @@ def world_from(spec: dict[str, Any]) -> SyntheticWorld:
                           image_size=int(spec.get("image_size", 112)))
 
 
-def raw_sensor(modality: str, sample: Any) -> np.ndarray:
-    """A depth (metres) or thermal (mono16 counts) map as the camera publishes it."""
-    return sample.depth_m if modality == "depth" else thermal_to_mono16(sample.thermal)
-
-
-def sensor_tensor(modality: str, sample: Any, world: SyntheticWorld,
-                  transforms: Transforms) -> torch.Tensor:
-    """One sample's ``modality`` as the node would preprocess what the sensor publishes."""
+def raw_input(modality: str, sample: Any, world: SyntheticWorld) -> Any:
+    """One sample's ``modality`` as its sensor publishes it, as the registry's raw input:
+    depth in metres (32FC1), thermal as mono16 counts, sound at the world's rate."""
     if modality == "audio":
-        return transforms.audio(sample.audio, world.sample_rate)
-    if modality in SPATIAL:
-        return spatial_tensor(modality, raw_sensor(modality, sample), transforms)
+        return Sound(sample.audio, world.sample_rate)
+    if modality == "depth":
+        return DepthImage(sample.depth_m, "m")
+    if modality == "thermal":
+        return thermal_to_mono16(sample.thermal)
     if modality == "imu":
-        return transforms.imu(sample.imu, sample.imu_t)
+        return ImuSamples(sample.imu, sample.imu_t)
     if modality == "text":
-        return transforms.text([sample.caption])[0]
+        return sample.caption
     raise ValueError(f"the synthetic world has no modality {modality!r}")
-
-
-def spatial_tensor(modality: str, raw: np.ndarray, transforms: Transforms) -> torch.Tensor:
-    return transforms.depth(raw, units="m") if modality == "depth" else transforms.thermal(raw)
 
 
 def _flip(x: torch.Tensor) -> torch.Tensor:
@@ -143,10 +138,11 @@ class SyntheticPairs(PairDataset):
             self.images.append(self.world.background(g_img, ("vision",)).image)
             captions.append(self.world.background_caption(g_cap))
             self.boxes.append(None)  # no object to keep whole: any crop is background
+        self.spatial = modalities.spec(modality).pixels is not None
         # raw maps are kept only where crops must cut them before preprocessing
-        self.raw = ([raw_sensor(modality, s) for s in samples]
-                    if self.crop and modality in SPATIAL else None)
-        self.x = [sensor_tensor(modality, s, self.world, transforms)
+        self.raw = ([raw_input(modality, s, self.world) for s in samples]
+                    if self.crop and self.spatial else None)
+        self.x = [transforms.tensor(modality, raw_input(modality, s, self.world))
                   for s in tqdm(samples, desc=f"preprocess {modality}", leave=False,
                                 disable=None)]
         self.x += [transforms.text([c])[0] for c in captions]
@@ -183,10 +179,13 @@ class SyntheticPairs(PairDataset):
                 x = self.background_x[int(rng.integers(len(self.background_x)))]
         if box is None and self.crop:
             box = random_crop_box(rng, self.crop, aspect=w / h, contain=obj)
-        if self.modality in SPATIAL and self.raw is not None and box is not None:
-            raw = crop(self.raw[index], box)
-            x = spatial_tensor(self.modality, hflip(raw) if flip else raw, self.transforms)
-        elif self.modality in SPATIAL and flip:
+        if self.spatial and self.raw is not None and box is not None:
+            s = modalities.spec(self.modality)
+            raw = self.raw[index]
+            pixels = crop(s.pixels(raw), box)  # type: ignore[misc]
+            raw = s.with_pixels(raw, hflip(pixels) if flip else pixels)  # type: ignore[misc]
+            x = self.transforms.tensor(self.modality, raw)
+        elif self.spatial and flip:
             x = _flip(x)
         if self.freq_mask:
             x = frequency_mask(x, rng, self.freq_mask)
@@ -210,7 +209,7 @@ class SyntheticEval(EvalSet):
         self._labels = [s.class_id for s in samples]
         self.items = []
         for s in tqdm(samples, desc="preprocess eval", leave=False, disable=None):
-            item = {m: sensor_tensor(m, s, self.world, transforms)
+            item = {m: transforms.tensor(m, raw_input(m, s, self.world))
                     for m in self.modalities if m != "vision"}
             if "vision" in self.modalities:
                 item["vision"] = transforms.image(s.image)

@@ -1,16 +1,16 @@
-"""Exported and accelerated inference: ONNX export, runtime backends, TensorRT engines.
+"""Exported and accelerated inference: runtime backends behind one interface, ONNX export.
 
-``tensorrt`` is never imported here: ``tensorrt_engine`` loads it only when that backend is
-asked for.
+The import graph runs one way: ``manifest`` (reading an export) and ``base`` (the
+``Backend`` interface) at the bottom; ``quantize`` on them; one module per runtime
+(``torch_backend``, ``onnxruntime_backend``, ``tensorrt_backend``) on those; ``factory``
+(``create_backend``) importing a runtime's module only when it is asked for; and ``export``
+(writing exports) on top, which nothing at runtime imports. ``tensorrt`` and
+``onnxruntime`` themselves load only when their backend is made.
 """
 
-from .backends import (KINDS, PRECISIONS, Backend, BackendUnavailable, OnnxRuntimeBackend,
-                       TorchBackend, create_backend)
-from .export import (ExportError, Manifest, ManifestError, example_input, export_onnx,
-                     input_shape, load_manifest)
+from .base import KINDS, PRECISIONS, Backend, BackendUnavailable
+from .factory import create_backend
+from .manifest import Manifest, ManifestError, load_manifest
 
-__all__ = [
-    "Backend", "BackendUnavailable", "ExportError", "KINDS", "Manifest", "ManifestError",
-    "OnnxRuntimeBackend", "PRECISIONS", "TorchBackend", "create_backend", "example_input",
-    "export_onnx", "input_shape", "load_manifest",
-]
+__all__ = ["Backend", "BackendUnavailable", "KINDS", "Manifest", "ManifestError",
+           "PRECISIONS", "create_backend", "load_manifest"]

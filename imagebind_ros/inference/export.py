@@ -1,4 +1,4 @@
-"""ONNX export of the modality encoders, and the manifest that describes an export.
+"""ONNX export of the modality encoders (writes what ``manifest`` describes and reads).
 
 One ONNX file per modality: the preprocessed tensor in (dynamic batch), the unit-norm
 embedding out. Feature extraction (fbank, resizing, tokenising) stays outside the graph, in
@@ -15,97 +15,32 @@ going forward. Opset 18 is the dynamo exporter's default in torch 2.9, carries
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import logging
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..model import MODALITY_CONFIGS, ImageBindConfig, ImageBindModel, TrunkConfig
+from ..modalities import spec
+from ..model import MODALITY_CONFIGS, ImageBindConfig, ImageBindModel, create_model
+from .manifest import EXTERNAL_DATA_BYTES, EncoderEntry, Manifest, load_manifest, sha256_file
+from .quantize import convert_fp16, derived_model
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "imagebind_ros.onnx/1"
-MANIFEST_NAME = "manifest.json"
 OPSET = 18
 # Not "embedding": torch 2.11's exporter names aten.embedding's output that (text encoder).
 OUTPUT_NAME = "unit_embedding"
-# Protobuf cannot hold a file over 2 GiB; weights above this go to ``<file>.data``.
-EXTERNAL_DATA_BYTES = 1 << 30
-_CHUNK = 1 << 22
 
 
 class ExportError(RuntimeError):
     """The export failed or its result does not reproduce the torch model."""
-
-
-class ManifestError(RuntimeError):
-    """An export directory that cannot be used: missing, truncated or inconsistent files."""
-
-
-def input_shape(config: ImageBindConfig, modality: str) -> tuple[int, ...]:
-    """Shape of one preprocessed sample (no batch axis), as the exported graph takes it."""
-    cfg: Any = config.modality(modality)
-    if modality == "vision":
-        return (3, cfg.image_size, cfg.image_size)
-    if modality == "text":
-        return (cfg.context_length,)
-    if modality == "audio":
-        return (cfg.clips_per_video, 1, cfg.num_mel_bins, cfg.target_length)
-    if modality in ("depth", "thermal"):
-        return (1, cfg.image_size, cfg.image_size)
-    if modality == "imu":
-        return (cfg.channels, cfg.num_samples)
-    raise KeyError(f"unknown modality {modality!r}")
-
-
-def preprocessing_constants(config: ImageBindConfig, modality: str) -> dict[str, Any]:
-    """The modality's non-architecture config fields: what its input preparation needs."""
-    trunk = {f.name for f in dataclasses.fields(TrunkConfig)}
-    cfg = config.modality(modality)
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in trunk}
-
-
-def input_dtype(modality: str) -> np.dtype:
-    """Token ids for text, float32 for everything else."""
-    return np.dtype(np.int64) if modality == "text" else np.dtype(np.float32)
-
-
-def example_input(config: ImageBindConfig, modality: str, batch: int = 2,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """A valid random input: normal noise, or token ids with one end-of-text id per row."""
-    shape = (batch, *input_shape(config, modality))
-    if modality != "text":
-        return torch.randn(shape, generator=generator)
-    vocab = config.modality("text").vocab_size  # type: ignore[attr-defined]
-    ids = torch.randint(1, vocab - 1, shape, generator=generator)
-    eot = torch.randint(1, shape[1], (batch,), generator=generator)
-    ids[torch.arange(batch), eot] = vocab - 1  # the head pools the largest id (CLIP's EOT)
-    ids[torch.arange(shape[1])[None] > eot[:, None]] = 0  # padding after EOT
-    return ids
-
-
-def sha256_file(path: str | os.PathLike[str], progress: bool = False) -> str:
-    """Hex sha256 of a file, streamed (checkpoints and weights are gigabytes)."""
-    p = Path(path)
-    h = hashlib.sha256()
-    with open(p, "rb") as f, tqdm(total=p.stat().st_size, unit="B", unit_scale=True,
-                                  desc=f"sha256 {p.name}", disable=not progress,
-                                  leave=False) as bar:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-            bar.update(len(chunk))
-    return h.hexdigest()
 
 
 def single_modality_model(model: ImageBindModel, modality: str,
@@ -127,80 +62,6 @@ def single_modality_model(model: ImageBindModel, modality: str,
         out = ImageBindModel(single)
     out.load_state_dict(state, strict=True, assign=True)
     return out.eval()
-
-
-@dataclass
-class EncoderEntry:
-    """One exported encoder as the manifest records it."""
-
-    file: str
-    sha256: str
-    size: int
-    input_name: str
-    input_shape: list[int | str]
-    input_dtype: str
-    output_name: str
-    output_shape: list[int | str]
-    external_data: str | None = None
-    external_data_sha256: str | None = None
-    external_data_size: int | None = None
-    max_abs_diff: float | None = None
-
-    @property
-    def files(self) -> list[tuple[str, str, int]]:
-        """(file name, sha256, size) of every file the encoder needs."""
-        out = [(self.file, self.sha256, self.size)]
-        if self.external_data is not None:
-            out.append((self.external_data, str(self.external_data_sha256),
-                        int(self.external_data_size or 0)))
-        return out
-
-
-@dataclass
-class Manifest:
-    """What an export directory holds, with enough to rebuild and check every encoder."""
-
-    directory: Path
-    config: ImageBindConfig
-    encoders: dict[str, EncoderEntry]
-    opset: int
-    precision: str
-    checkpoint: dict[str, Any] | None
-    versions: dict[str, str]
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return tuple(self.encoders)
-
-    def path(self, modality: str) -> Path:
-        return self.directory / self.entry(modality).file
-
-    def entry(self, modality: str) -> EncoderEntry:
-        if modality not in self.encoders:
-            raise KeyError(f"modality {modality!r} was not exported to {self.directory} "
-                           f"(has: {', '.join(self.encoders) or 'none'})")
-        return self.encoders[modality]
-
-    def sample_shape(self, modality: str) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.entry(modality).input_shape[1:])
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document (tuples become lists, as they will on disk)."""
-        d = {"format": MANIFEST_FORMAT, "config": self.config.to_dict(),
-             "opset": self.opset, "precision": self.precision,
-             "checkpoint": self.checkpoint, "versions": self.versions,
-             "preprocessing": {m: preprocessing_constants(self.config, m)
-                               for m in self.encoders},
-             "encoders": {m: dataclasses.asdict(e) for m, e in self.encoders.items()}}
-        return json.loads(json.dumps(d))
-
-    def write(self) -> Path:
-        """Write ``manifest.json`` atomically next to the ONNX files."""
-        path = self.directory / MANIFEST_NAME
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
 
 
 def _versions() -> dict[str, str]:
@@ -235,7 +96,7 @@ def _export_one(model: ImageBindModel, modality: str, path: Path, opset: int,
     single = single_modality_model(model, modality)
     encoder = single.encoder(modality).eval()  # a fresh nn.Module starts in train mode
     gen = torch.Generator().manual_seed(0)
-    x = example_input(model.config, modality, batch=2, generator=gen)
+    x = spec(modality).example(model.config, batch=2, generator=gen)
     with torch.inference_mode():
         expected = encoder(x)
     external = external_data
@@ -258,10 +119,10 @@ def _export_one(model: ImageBindModel, modality: str, path: Path, opset: int,
     got = _default_opset(path)
     if got != opset:  # the exporter falls back silently when it cannot convert the opset
         raise ExportError(f"{path.name}: asked for opset {opset}, the exporter wrote {got}")
-    shape_in: list[int | str] = ["batch", *input_shape(model.config, modality)]
+    shape_in: list[int | str] = ["batch", *spec(modality).sample_shape(model.config)]
     entry = EncoderEntry(
         file=path.name, sha256="", size=0, input_name=modality, input_shape=shape_in,
-        input_dtype=str(input_dtype(modality)), output_name=OUTPUT_NAME,
+        input_dtype=str(spec(modality).dtype), output_name=OUTPUT_NAME,
         output_shape=["batch", model.config.out_embed_dim])
     return _hash_files(path, entry), x, expected
 
@@ -331,7 +192,6 @@ def export_onnx(model: ImageBindModel, modalities: Iterable[str] | None,
         path = out / f"{m}.onnx"
         entry, x, expected = _export_one(model, m, path, opset, external_data)
         if fp16:
-            from .quantize import convert_fp16
             convert_fp16(path, path)
             entry = _hash_files(path, entry)
         if verify:
@@ -343,77 +203,6 @@ def export_onnx(model: ImageBindModel, modalities: Iterable[str] | None,
                         precision="fp16" if fp16 else "fp32", checkpoint=ckpt,
                         versions=_versions())
     return manifest.write()
-
-
-def load_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest:
-    """Read an export's manifest (a directory or its ``manifest.json``) and check its files.
-
-    Sizes are always checked (a truncated copy is caught at once); with ``verify`` the
-    sha256 of every file is compared too, so a replaced file cannot pose as the export.
-    """
-    p = Path(path)
-    mpath = p / MANIFEST_NAME if p.is_dir() else p
-    if not mpath.is_file():
-        raise ManifestError(f"no ONNX export at {p}: {mpath.name} not found "
-                            "(create one with `imagebind-ros export`)")
-    try:
-        d = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{mpath} is not valid JSON ({e})") from None
-    if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:
-        fmt = d.get("format") if isinstance(d, dict) else None
-        raise ManifestError(f"{mpath} is not an imagebind_ros ONNX manifest "
-                            f"(format {fmt!r}, expected {MANIFEST_FORMAT!r})")
-    try:
-        config = ImageBindConfig.from_dict(d["config"])
-        fields = {f.name for f in dataclasses.fields(EncoderEntry)}
-        encoders = {}
-        for m, e in d["encoders"].items():
-            unknown = set(e) - fields
-            if unknown:
-                raise ValueError(f"encoder {m!r} has unknown fields {sorted(unknown)}")
-            encoders[m] = EncoderEntry(**e)
-        manifest = Manifest(directory=mpath.parent, config=config, encoders=encoders,
-                            opset=int(d["opset"]), precision=str(d["precision"]),
-                            checkpoint=d.get("checkpoint"), versions=dict(d["versions"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ManifestError(f"{mpath} is malformed: {type(e).__name__}: {e}") from None
-    for m, e in manifest.encoders.items():
-        _check_entry(manifest, m, e, verify)
-    return manifest
-
-
-def _check_entry(manifest: Manifest, modality: str, e: EncoderEntry, verify: bool) -> None:
-    """Raise ``ManifestError`` if the entry disagrees with the config or with its files."""
-    if modality not in manifest.config.modalities:
-        raise ManifestError(f"manifest lists encoder {modality!r} but its config has no "
-                            f"such modality ({', '.join(manifest.config.modalities)})")
-    want_in = ["batch", *input_shape(manifest.config, modality)]
-    want_out = ["batch", manifest.config.out_embed_dim]
-    if list(e.input_shape) != want_in or list(e.output_shape) != want_out:
-        raise ManifestError(
-            f"manifest entry {modality!r} says input {e.input_shape} -> output "
-            f"{e.output_shape}, but its config implies {want_in} -> {want_out}: the "
-            "manifest was edited or belongs to another export")
-    for name, sha, size in e.files:
-        f = manifest.directory / name
-        if not f.is_file():
-            raise ManifestError(f"{f} is missing (listed in {MANIFEST_NAME}); re-export")
-        actual = f.stat().st_size
-        if actual != size:
-            raise ManifestError(f"{f} has {actual} bytes, the manifest says {size}: the file "
-                                "is truncated or from another export; re-export")
-        if verify and sha256_file(f) != sha:
-            raise ManifestError(f"{f} does not match the sha256 in {MANIFEST_NAME}: the file "
-                                "was replaced or corrupted; re-export")
-
-
-def fingerprint(manifest: Manifest, modality: str) -> str:
-    """One sha256 over every file of an encoder (graph + external weights): a cache key."""
-    h = hashlib.sha256()
-    for name, sha, _ in manifest.entry(modality).files:
-        h.update(f"{name}:{sha};".encode())
-    return h.hexdigest()
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -468,8 +257,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from ..model import create_model
-
     mods = None
     if args.modalities:
         mods = [m.strip() for m in args.modalities.split(",") if m.strip()]
@@ -489,7 +276,6 @@ def _run_cli(args: argparse.Namespace) -> int:
     manifest = load_manifest(path, verify=False)  # just written and hashed
     del model
     if args.int8:
-        from .quantize import derived_model
         for m in tqdm(manifest.modalities, desc="int8", unit="encoder", disable=args.quiet):
             derived_model(manifest, m, "int8")
     for m, e in manifest.encoders.items():

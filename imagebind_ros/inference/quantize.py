@@ -12,7 +12,8 @@
   on x86 (bf16 on CPU is the torch backend's autocast).
 
 ``derived_model`` makes these next to an export once and reuses them while the source file's
-sha256 and the options are unchanged.
+sha256 and the options are unchanged. Imports the manifest and the backend base only: the
+runtimes make variants on first use without the exporter.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .backends import cpu_flags
-from .export import EXTERNAL_DATA_BYTES, Manifest, fingerprint, sha256_file
+from .base import cpu_flags
+from .manifest import EXTERNAL_DATA_BYTES, Manifest, fingerprint, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -198,7 +198,7 @@ def _small(name: str, width: int, blocks: int, heads: int, out: int) -> ImageBin
 PRESETS: dict[str, Any] = {
     # The released ImageBind (ViT-H 630M vision/text from OpenCLIP + five trained encoders).
     "imagebind_huge": lambda: ImageBindConfig(name="imagebind_huge"),
-    # The configuration of ../shared/golden/imagebind_small (reference parity tests).
+    # The configuration of tests/data/golden/imagebind_small (reference parity tests).
     "imagebind_small": lambda: _small("imagebind_small", 64, 2, 4, 32),
     # Tiny random-init model for unit tests and the CPU demo path.
     "tiny": lambda: _small("tiny", 32, 1, 2, 16),

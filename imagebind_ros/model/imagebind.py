@@ -87,10 +87,6 @@ class ImageBindModel(nn.Module):
     def modalities(self) -> tuple[str, ...]:
         return self.config.modalities
 
-    def _clip_ndim(self, modality: str) -> int:
-        """Rank of one sample without a clip axis; one more means (B, clips, ...)."""
-        return {"vision": 5, "text": 2, "imu": 3}.get(modality, 4)
-
     def encode_modality(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """One modality through its four stages (no clip handling)."""
         if modality not in self.modality_trunks:

@@ -19,8 +19,6 @@ the batch size, the maximum number of regions and the localisation.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -44,62 +42,15 @@ from imagebind_ros.embedder import Embedder, RecentAudio
 from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.ros.model_cache import SharedModel, get_shared_model
+from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
-                                          declare, run_node, sensor_qos)
+                                          declare, run_node, sensor_qos, warn_key)
 from imagebind_ros.srv import SetPrompt
 from imagebind_ros.streams import Mailbox
 
 NODE_NAME = "detector_node"
 BAD_INPUT = (dec.DecodeError, ValueError)
 DETECTION_FIELDS = {f.name for f in fields(DetectorConfig)}
-
-
-# ----------------------------------------------------------------------------- shared helpers
-
-
-def declare_model_parameters(node: Node) -> dict[str, Any]:
-    """The model parameters every model-holding node declares, with the encoder node's
-    meaning: equal values in one process give the same model instance."""
-    def d(name: str, default: Any, text: str) -> Any:
-        return declare(node, name, default, text, read_only=True)
-
-    return {
-        "checkpoint": d("checkpoint", "", "model checkpoint (.pt/.pth); empty = none"),
-        "preset": d("preset", "", "architecture preset (imagebind_huge, imagebind_small, "
-                    "tiny); with no checkpoint it is random-initialised (tests only)"),
-        "backend": d("backend", "torch", "runtime: torch, onnxruntime, tensorrt or auto"),
-        "onnx_dir": d("onnx_dir", "", "export directory for onnxruntime/tensorrt"),
-        "precision": d("precision", "", "fp32, bf16, fp16, int8; empty = backend default"),
-        "device": d("device", "", "torch device (cpu, cuda); empty = cuda if available"),
-        "threads": d("threads", -1, "CPU threads for inference (process-wide): -1 = all "
-                     "cores but one (left to ROS), 0 = the runtime's default"),
-    }
-
-
-def load_model(p: dict[str, Any], needs: Sequence[str] = ()) -> SharedModel:
-    """The shared model of these parameters; StartupError if none is set or it lacks one of
-    the ``needs`` modalities."""
-    if not p["checkpoint"] and not p["preset"] and not p["onnx_dir"]:
-        raise StartupError("no model: set the 'checkpoint' parameter (or 'onnx_dir' for an "
-                           "export, or 'preset' for a random-init test model)")
-    threads = p["threads"] if p["threads"] >= 0 else max(1, (os.cpu_count() or 2) - 1)
-    shared = get_shared_model(p["checkpoint"] or None, p["preset"] or None, p["backend"],
-                              p["onnx_dir"] or None, p["precision"] or None,
-                              p["device"] or None, threads)
-    missing = [m for m in needs if m not in shared.modalities]
-    if missing:
-        raise StartupError(f"model {shared.model_id} has no {', '.join(missing)} encoder "
-                           f"(has: {', '.join(shared.modalities)})")
-    return shared
-
-
-def warn_key(text: str) -> str:
-    """Same problem with other numbers -> same rate-limit key."""
-    return re.sub(r"[-\d.]+", "#", text)
-
-
-# ----------------------------------------------------------------------------- node
 
 
 class DetectorNode(Node):

@@ -16,8 +16,6 @@ parameters can also be set at runtime. Bad inputs are dropped with one rate-limi
 from __future__ import annotations
 
 import collections
-import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -33,12 +31,12 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
 from imagebind_ros import decode as dec
-from imagebind_ros import preprocess as pp
+from imagebind_ros import modalities
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.ros.model_cache import SharedModel, get_shared_model
+from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
-                                          declare, run_node, sensor_qos)
+                                          declare, run_node, sensor_qos, warn_key)
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier, read_labels
@@ -79,13 +77,14 @@ class EncoderNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self._warn = WarnLimiter(self.get_logger())
         self._declare_parameters()
-        self.shared = self._load_model()
+        self.shared = load_model(self.p)
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         self.modalities = self._check_modalities()
         self.stats = {m: ModalityStats() for m in self.modalities}
         self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
-        self._gates = {m: StampGate() for m in ("vision", "depth", "thermal")}
+        self._specs = {m: modalities.spec(m) for m in self.modalities}
+        self._gates = {m: StampGate() for m in modalities.image_modalities()}
         self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
                                                          RELIABLE_QOS)
                                 for m in self.modalities}
@@ -115,16 +114,7 @@ class EncoderNode(Node):
         def d(name: str, default: Any, text: str, read_only: bool = True) -> Any:
             return declare(self, name, default, text, read_only)
 
-        p: dict[str, Any] = {}
-        p["checkpoint"] = d("checkpoint", "", "model checkpoint (.pt/.pth); empty = none")
-        p["preset"] = d("preset", "", "architecture preset (imagebind_huge, imagebind_small, "
-                        "tiny); with no checkpoint it is random-initialised (tests only)")
-        p["backend"] = d("backend", "torch", "runtime: torch, onnxruntime, tensorrt or auto")
-        p["onnx_dir"] = d("onnx_dir", "", "export directory for onnxruntime/tensorrt")
-        p["precision"] = d("precision", "", "fp32, bf16, fp16, int8; empty = backend default")
-        p["device"] = d("device", "", "torch device (cpu, cuda); empty = cuda if available")
-        p["threads"] = d("threads", -1, "CPU threads for inference (process-wide): -1 = all "
-                         "cores but one (left to ROS), 0 = the runtime's default")
+        p = declare_model_parameters(self)
         p["modalities"] = d("modalities", list(SENSOR_MODALITIES),
                             "sensor modalities to encode (vision, audio, depth, thermal, imu)")
         for m in SENSOR_MODALITIES:
@@ -162,16 +152,6 @@ class EncoderNode(Node):
                                 "(0 = never)")
         self.p = p
 
-    def _load_model(self) -> SharedModel:
-        p = self.p
-        if not p["checkpoint"] and not p["preset"] and not p["onnx_dir"]:
-            raise StartupError("no model: set the 'checkpoint' parameter (or 'onnx_dir' for "
-                               "an export, or 'preset' for a random-init test model)")
-        threads = p["threads"] if p["threads"] >= 0 else max(1, (os.cpu_count() or 2) - 1)
-        return get_shared_model(p["checkpoint"] or None, p["preset"] or None, p["backend"],
-                                p["onnx_dir"] or None, p["precision"] or None,
-                                p["device"] or None, threads)
-
     def _check_modalities(self) -> tuple[str, ...]:
         mods = tuple(self.p["modalities"])
         unknown = [m for m in mods if m not in SENSOR_MODALITIES]
@@ -188,11 +168,10 @@ class EncoderNode(Node):
     def _subscribe(self) -> None:
         for m in self.modalities:
             topic = self.p[f"{m}.topic"]
-            if m == "vision" and self.p["vision.compressed"]:
-                self.create_subscription(CompressedImage, topic, self._image_cb("vision"),
-                                         SENSOR_QOS)
-            elif m in ("vision", "depth", "thermal"):
-                self.create_subscription(Image, topic, self._image_cb(m), SENSOR_QOS)
+            if self._specs[m].from_picture is not None:  # an image topic
+                compressed = self.p.get(f"{m}.compressed", False)
+                self.create_subscription(CompressedImage if compressed else Image, topic,
+                                         self._image_cb(m), SENSOR_QOS)
             elif m == "audio":
                 acfg: Any = self.config.modality("audio")
                 self._audio = AudioWindower(
@@ -243,7 +222,7 @@ class EncoderNode(Node):
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Unit-norm text embeddings (N, D) with the shared model."""
-        tokens = pp.tokenize(texts, self.config.modality("text"))  # type: ignore[arg-type]
+        tokens = modalities.to_batch("text", texts, self.config)
         return self.shared.encode("text", tokens.numpy())
 
     # ------------------------------------------------------------------ callbacks
@@ -251,8 +230,7 @@ class EncoderNode(Node):
     def _bad(self, modality: str, what: str, err: Exception) -> None:
         """Count and report a dropped input; one line per kind of problem per period."""
         self.stats[modality].invalid += 1
-        kind = re.sub(r"[-\d.]+", "#", str(err))  # same problem, other numbers: same key
-        self._warn.warn(f"{modality}:{kind}", f"{modality}: dropped {what}: {err}")
+        self._warn.warn(f"{modality}:{warn_key(str(err))}", f"{modality}: dropped {what}: {err}")
 
     def _image_cb(self, modality: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:
@@ -312,24 +290,21 @@ class EncoderNode(Node):
                                     f"one input ({type(e).__name__}: {e}); continuing")
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
-        """Preprocess one input into the model's (1, ...) batch (public for benchmarks)."""
-        cfg: Any = self.config.modality(modality)
-        data = item.payload
-        if modality == "audio":
-            return pp.audio_to_tensor(data.samples, data.sample_rate, cfg).unsqueeze(0)
-        if modality == "imu":
-            return pp.imu_to_tensor(data.samples, data.times, cfg).unsqueeze(0)
-        picture = dec.decode_picture(data, self.p["max_image_bytes"])
-        if modality == "vision":
-            return pp.image_to_tensor(dec.as_rgb8(picture), cfg).unsqueeze(0)
-        if modality == "depth":
-            depth = dec.as_depth(picture)
-            valid = dec.finite_fraction(depth.array)
-            if valid < self.p["depth.min_valid_fraction"]:
-                raise dec.DecodeError(f"depth frame has {valid:.1%} valid pixels (NaN, "
-                                      "Inf and 0 are no measurement)")
-            return pp.depth_to_tensor(depth.array, cfg, depth.units).unsqueeze(0)
-        return pp.thermal_to_tensor(dec.as_thermal(picture), cfg).unsqueeze(0)
+        """Preprocess one input into the model's (1, ...) batch (public for benchmarks).
+
+        An image message is decoded once and its picture becomes the modality's raw input
+        (``imagebind_ros.modalities``); audio and IMU windows already are raw inputs.
+        """
+        spec = self._specs[modality]
+        raw = item.payload
+        if spec.from_picture is not None:
+            raw = spec.picture_to_raw(dec.decode_picture(raw, self.p["max_image_bytes"]))
+            if spec.valid_fraction is not None:
+                valid = spec.valid_fraction(raw)
+                if valid < self.p.get(f"{modality}.min_valid_fraction", 0.0):
+                    raise dec.DecodeError(f"{modality} frame has {valid:.1%} valid pixels "
+                                          "(NaN, Inf and 0 are no measurement)")
+        return spec.to_batch([raw], self.config)
 
     def _process(self, modality: str, item: _Input) -> None:
         t0 = time.perf_counter()

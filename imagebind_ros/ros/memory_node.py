@@ -25,10 +25,10 @@ from imagebind_ros.embedder import Embedder
 from imagebind_ros.memory import EmbeddingMemory, combine
 from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.ros.detector_node import declare_model_parameters, load_model, warn_key
-from imagebind_ros.ros.model_cache import SharedModel
+from imagebind_ros.model_cache import SharedModel
+from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, WarnLimiter, declare,
-                                          run_node)
+                                          run_node, warn_key)
 from imagebind_ros.srv import QueryMemory
 
 NODE_NAME = "memory_node"
@@ -57,7 +57,7 @@ class MemoryNode(Node):
         self.p = p
         self.shared: SharedModel | None = None
         self.embedder: Embedder | None = None
-        if p["checkpoint"] or p["preset"] or p["onnx_dir"]:
+        if has_model(p):
             self.shared = load_model(p)
             self.embedder = Embedder(self.shared.encode, self.shared.config)
         try:

@@ -1,10 +1,12 @@
-"""Small pieces every imagebind_ros node shares: parameters, rate-limited warnings, startup
-errors, and a ``main`` that turns a failed start into one clear log line and exit status 1.
+"""Small pieces every imagebind_ros node shares: parameters, QoS, rate-limited warnings,
+startup errors, and a ``main`` that turns a failed start into one clear log line and exit
+status 1. (The model parameters of model-holding nodes are in ``model_params``.)
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -15,12 +17,10 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
-                             SingleThreadedExecutor)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
 
 
 def sensor_qos(depth: int = 5) -> QoSProfile:
@@ -89,6 +89,11 @@ def declare(node: Node, name: str, default: Any, description: str,
     return value
 
 
+def warn_key(text: str) -> str:
+    """Same problem with other numbers -> same rate-limit key (for ``WarnLimiter``)."""
+    return re.sub(r"[-\d.]+", "#", text)
+
+
 class WarnLimiter:
     """One warning per key per ``period_s``; the next one says how many were suppressed."""
 
@@ -116,13 +121,13 @@ class WarnLimiter:
         return True
 
 
-def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None = None,
-             multi_threaded: bool = False) -> int:
+def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None = None
+             ) -> int:
     """Entry point body for ``ros2 run`` / console scripts: start, spin, stop cleanly.
 
     A ``StartupError`` or a known load error becomes one error line and exit status 1.
-    Single-threaded by default: our nodes run inference on their own worker threads, and
-    rclpy's multi-threaded executor costs far more per message (docs/benchmarks.md, "ROS
+    Single-threaded: our nodes run inference on their own worker threads, and rclpy's
+    multi-threaded executor costs far more per message (docs/benchmarks.md, "ROS
     overhead": 200-Hz IMU waited ~0.6 s in its queue vs ~40 ms single-threaded).
     """
     args = list(sys.argv if argv is None else argv)
@@ -135,7 +140,7 @@ def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None
         except STARTUP_ERRORS as e:
             rclpy.logging.get_logger(name).error(f"cannot start: {e}")
             return 1
-        executor = MultiThreadedExecutor() if multi_threaded else SingleThreadedExecutor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
             executor.spin()

@@ -3,7 +3,8 @@
     imagebind-ros run --params config/fusion.yaml --set checkpoint:=model.pt --set use_mic:=true
 
 Reads the same ROS parameter files as ``launch/fusion.launch.py`` (node sections and the
-``/**`` wildcard), starts the selected nodes on one multi-threaded executor and, with
+``/**`` wildcard), starts the selected nodes on one executor (rclpy's events executor by
+default: the least overhead per message in docs/benchmarks.md, "ROS overhead") and, with
 ``--table``, prints modality -> top label, score and latency as results arrive. All nodes of
 the process share one model instance per (checkpoint, preset, backend, ...) through
 ``model_cache``. Node switches are the launch file's arguments: ``use_encoder``,
@@ -203,9 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="store_true",
                    help="print modality -> top label, score, latency while running")
     p.add_argument("--table-period", type=float, default=2.0, help="seconds between tables")
-    p.add_argument("--executor", choices=("multi", "single", "events"), default="multi",
-                   help="rclpy executor: multi-threaded (default), single-threaded, or the "
-                        "experimental C++ events executor (least overhead per message)")
+    p.add_argument("--executor", choices=("events", "single", "multi"), default="events",
+                   help="rclpy executor: the events executor (default; least overhead per "
+                        "message, docs/benchmarks.md), single-threaded, or multi-threaded "
+                        "(the slowest here: every callback is handed to a thread pool)")
     return p
 
 
@@ -233,7 +235,7 @@ def _check_sets(nodes: dict[str, Any], sets: list[tuple[str, Any]]) -> None:
 
 
 def _summary(nodes: dict[str, Any], monitor: Monitor | None) -> str:
-    from imagebind_ros.ros.model_cache import cached_models
+    from imagebind_ros.model_cache import cached_models
 
     lines = []
     enc = nodes.get("encoder_node")

@@ -184,7 +184,7 @@ class SimSensorsNode(Node):
                 if m in self.pubs:
                     pic = self.playback.picture(m, k / self.camera_rate)
                     self.pubs[m].publish(cv.numpy_to_image(
-                        pic.data, pic.encoding, cv.make_header(stamp, self.frames[m])))
+                        pic.array, pic.encoding, cv.make_header(stamp, self.frames[m])))
                     self.published[m] += 1
             return
         scene = self._frame(k / self.camera_rate)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..inference.backends import KINDS, Backend, create_backend
-from ..model import ImageBindConfig, ImageBindModel, create_model
-from ..model.layers import LogitScale
+from .inference import KINDS, Backend, create_backend
+from .model import ImageBindConfig, ImageBindModel, create_model
+from .model.layers import LogitScale
 
 
 @dataclass(frozen=True)

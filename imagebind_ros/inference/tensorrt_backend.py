@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .backends import Backend, BackendUnavailable, _check_precision, _select
-from .export import fingerprint, load_manifest
+from .base import Backend, BackendUnavailable, check_precision, select_modalities
+from .manifest import fingerprint, load_manifest
+from .quantize import derived_model
 
 log = logging.getLogger(__name__)
 
@@ -232,12 +233,13 @@ class TensorRTBackend(Backend):
                  modalities: Iterable[str] | None = None, max_batch: int = 8,
                  cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
                  verify: bool = True) -> None:
-        _check_precision("tensorrt", precision)
+        check_precision("tensorrt", precision)
         trt = import_tensorrt()
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         manifest = load_manifest(onnx_dir, verify=verify)
-        mods = _select(manifest.modalities, modalities, f"export {manifest.directory}")
+        mods = select_modalities(manifest.modalities, modalities,
+                                 f"export {manifest.directory}")
         super().__init__(manifest.config, mods, precision, max_batch)
         self.manifest = manifest
         self.cache = EngineCache(cache_dir if cache_dir is not None else default_cache_dir())
@@ -278,7 +280,6 @@ class TensorRTBackend(Backend):
         if self.precision == "fp32":
             raise ValueError(f"{self.manifest.directory} is an fp16 export; an fp32 engine "
                              "needs an fp32 export")
-        from .quantize import derived_model
         derived = Path(cache_dir) / "onnx" if cache_dir is not None else None
         return derived_model(self.manifest, modality, "fp16", derived)
 

@@ -1,4 +1,8 @@
-"""Shared by bench/inference.py and bench/gpu_tensorrt.py: models, timers, FLOPs, peaks."""
+"""What the bench/ scripts share: one-encoder models, timers, FLOPs, peaks, CPU share.
+
+Imported by the scripts as ``common`` (they run as ``python bench/<name>.py``, which puts
+this folder first on ``sys.path``); the package never imports it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..model import MODALITY_CONFIGS, ImageBindModel, get_config
+from imagebind_ros.model import MODALITY_CONFIGS, ImageBindModel, get_config
 
 
 def single_encoder_model(preset: str, modality: str, seed: int = 0,
