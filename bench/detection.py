@@ -38,7 +38,7 @@ from tqdm import tqdm  # noqa: E402
 from imagebind_ros import preprocess as pp  # noqa: E402
 from imagebind_ros.detection import (DetectorConfig, Prompt, RegionDetector,  # noqa: E402
                                      Trial, draw_detections, evaluate_synthetic, pyramid)
-from imagebind_ros.inference.bench_utils import single_encoder_model, time_calls  # noqa
+from common import single_encoder_model, time_calls  # noqa: E402  (bench/common.py)
 from imagebind_ros.model import ImageBindModel, create_model  # noqa: E402
 from imagebind_ros.synthetic import BACKGROUND_CAPTIONS, SyntheticWorld  # noqa: E402
 
