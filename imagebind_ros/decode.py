@@ -89,6 +89,15 @@ def _buffer(data: Any) -> np.ndarray:
             raise DecodeError(f"data field is not bytes: {type(e).__name__}") from None
 
 
+def _cvt(arr: np.ndarray, code: int) -> np.ndarray:
+    """``cv2.cvtColor``, whose rare refusals become a DecodeError like every other fault."""
+    try:
+        return cv2.cvtColor(arr, code)
+    except cv2.error as e:
+        raise DecodeError(f"OpenCV cannot convert a {arr.dtype} {arr.shape} image: "
+                          f"{str(e).strip().splitlines()[-1][:120]}") from None
+
+
 def _own(arr: np.ndarray, buf: np.ndarray) -> np.ndarray:
     """``arr`` as a contiguous array that does not alias the message buffer ``buf``."""
     if np.may_share_memory(arr, buf):
@@ -163,6 +172,7 @@ class ImageLayout:
 
 
 _U8, _U16, _F32 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)
+_BGR, _RGBA, _BGRA = cv2.COLOR_BGR2RGB, cv2.COLOR_RGBA2RGB, cv2.COLOR_BGRA2RGB
 
 
 def _bayer(code: int, dtype: np.dtype) -> ImageLayout:
@@ -175,17 +185,17 @@ def _bayer(code: int, dtype: np.dtype) -> ImageLayout:
 # tests by mosaicing a known image.
 ENCODINGS: dict[str, ImageLayout] = {
     "rgb8": ImageLayout(_U8, 3, "rgb8"),
-    "bgr8": ImageLayout(_U8, 3, "rgb8", "bgr"),
-    "rgba8": ImageLayout(_U8, 4, "rgb8", "rgba"),
-    "bgra8": ImageLayout(_U8, 4, "rgb8", "bgra"),
-    "8UC3": ImageLayout(_U8, 3, "rgb8", "bgr"),  # cv_bridge passthrough of a BGR Mat
-    "8UC4": ImageLayout(_U8, 4, "rgb8", "bgra"),
+    "bgr8": ImageLayout(_U8, 3, "rgb8", "bgr", _BGR),
+    "rgba8": ImageLayout(_U8, 4, "rgb8", "rgba", _RGBA),
+    "bgra8": ImageLayout(_U8, 4, "rgb8", "bgra", _BGRA),
+    "8UC3": ImageLayout(_U8, 3, "rgb8", "bgr", _BGR),  # cv_bridge passthrough of a BGR Mat
+    "8UC4": ImageLayout(_U8, 4, "rgb8", "bgra", _BGRA),
     "rgb16": ImageLayout(_U16, 3, "rgb16"),
-    "bgr16": ImageLayout(_U16, 3, "rgb16", "bgr"),
-    "rgba16": ImageLayout(_U16, 4, "rgb16", "rgba"),
-    "bgra16": ImageLayout(_U16, 4, "rgb16", "bgra"),
-    "16UC3": ImageLayout(_U16, 3, "rgb16", "bgr"),
-    "16UC4": ImageLayout(_U16, 4, "rgb16", "bgra"),
+    "bgr16": ImageLayout(_U16, 3, "rgb16", "bgr", _BGR),
+    "rgba16": ImageLayout(_U16, 4, "rgb16", "rgba", _RGBA),
+    "bgra16": ImageLayout(_U16, 4, "rgb16", "bgra", _BGRA),
+    "16UC3": ImageLayout(_U16, 3, "rgb16", "bgr", _BGR),
+    "16UC4": ImageLayout(_U16, 4, "rgb16", "bgra", _BGRA),
     "mono8": ImageLayout(_U8, 1, "mono8"),
     "8UC1": ImageLayout(_U8, 1, "mono8"),  # Orbbec IR, RealSense RAW8
     "mono16": ImageLayout(_U16, 1, "mono16"),
@@ -287,14 +297,15 @@ def decode_image(msg: Any, max_bytes: int = MAX_IMAGE_BYTES) -> Picture:
     rows = buf.reshape(-1, step)
     if lay.convert == "nv":
         planes = np.ascontiguousarray(rows[:, :w])  # (1.5 h, w): Y, then interleaved chroma
-        return Picture(cv2.cvtColor(planes, lay.code), lay.out, enc)
+        return Picture(_cvt(planes, lay.code), lay.out, enc)
     if lay.convert == "nv24":
         y = rows[:h, :w]
         uv = rows[h:].reshape(h, 2 * step)[:, : 2 * w]
         # OpenCV has no 4:4:4 semi-planar code: as NV12 of twice the size, every 2x2 block
         # sharing one Y and one chroma pair is exactly the NV24 pixel.
-        big = np.concatenate([np.repeat(np.repeat(y, 2, axis=0), 2, axis=1), uv])
-        rgb = cv2.cvtColor(np.ascontiguousarray(big), lay.code)[::2, ::2]
+        y2 = cv2.resize(np.ascontiguousarray(y), (2 * w, 2 * h),
+                        interpolation=cv2.INTER_NEAREST)
+        rgb = _cvt(np.concatenate([y2, uv]), lay.code)[::2, ::2]
         return Picture(np.ascontiguousarray(rgb), lay.out, enc)
     px = np.ascontiguousarray(rows[:, : w * lay.row_bytes])
     if lay.dtype.itemsize > 1:
@@ -304,15 +315,9 @@ def decode_image(msg: Any, max_bytes: int = MAX_IMAGE_BYTES) -> Picture:
         px = px.view(lay.dtype)
     px = px.reshape(h, w, lay.samples)
     if lay.convert == "bayer":
-        arr = cv2.cvtColor(px[:, :, 0], lay.code)
-    elif lay.convert == "yuv422":
-        arr = cv2.cvtColor(px, lay.code)
-    elif lay.convert == "bgr":
-        arr = px[:, :, ::-1]
-    elif lay.convert == "rgba":
-        arr = px[:, :, :3]
-    elif lay.convert == "bgra":
-        arr = px[:, :, 2::-1]
+        arr = _cvt(px[:, :, 0], lay.code)
+    elif lay.code is not None:  # YUV 4:2:2 and channel reordering
+        arr = _cvt(px, lay.code)
     else:
         arr = px[:, :, 0] if lay.samples == 1 else px
     return Picture(_own(arr, buf), lay.out, enc)
@@ -494,7 +499,7 @@ def decode_compressed(msg: Any, max_bytes: int = MAX_IMAGE_BYTES) -> Picture:
         if lay is not None and lay.convert == "bayer" and not tf.target and not lossy:
             if arr.dtype != lay.dtype:
                 raise DecodeError(f"{tf.encoding} stored as a {arr.dtype} PNG")
-            return Picture(cv2.cvtColor(arr, lay.code), lay.out, fmt)
+            return Picture(_cvt(arr, lay.code), lay.out, fmt)
         # A grey file keeps the meaning of the raw encoding it was made from (a PNG of
         # 16UC1 is depth, of mono16 intensity) when the sample type survived; else intensity.
         out = "mono16" if wide else "mono8"
@@ -506,8 +511,11 @@ def decode_compressed(msg: Any, max_bytes: int = MAX_IMAGE_BYTES) -> Picture:
         raise DecodeError(f"compressed image decodes to {arr.dtype} {arr.shape}: not a "
                           "grey or colour image", UNSUPPORTED_FORMAT)
     stored_rgb = (tf.target or "").startswith("rgb")
-    rgb = arr[:, :, :3] if stored_rgb else arr[:, :, 2::-1]
-    return Picture(np.ascontiguousarray(rgb), "rgb16" if wide else "rgb8", fmt, lossy)
+    if stored_rgb:
+        rgb = arr if arr.shape[2] == 3 else _cvt(arr, cv2.COLOR_RGBA2RGB)
+    else:
+        rgb = _cvt(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+    return Picture(rgb, "rgb16" if wide else "rgb8", fmt, lossy)
 
 
 # compressed_depth_image_transport's ConfigHeader: enum compressionFormat (int32, INV_DEPTH =
@@ -594,8 +602,12 @@ def is_compressed(msg: Any) -> bool:
 
 # --------------------------------------------------------------------------- role views
 
-# cv_bridge's 16 -> 8 bit conversion: round(x * 255 / 65535), as a lookup table.
-_TO_8BIT = np.rint(np.arange(65536) * (255.0 / 65535.0)).astype(np.uint8)
+
+
+def _to_8bit(x: np.ndarray) -> np.ndarray:
+    """cv_bridge's 16 -> 8 bit conversion: round(x * 255 / 65535) (its convertTo)."""
+    return cv2.convertScaleAbs(x, alpha=255.0 / 65535.0)
+
 
 
 def as_rgb8(p: Picture) -> np.ndarray:
@@ -605,10 +617,10 @@ def as_rgb8(p: Picture) -> np.ndarray:
     if p.encoding == "rgb8":
         return p.array
     if p.encoding == "rgb16":
-        return _TO_8BIT[p.array]
+        return _to_8bit(p.array)
     if p.encoding in ("mono8", "mono16"):
-        g = p.array if p.encoding == "mono8" else _TO_8BIT[p.array]
-        return np.repeat(g[:, :, None], 3, axis=2)
+        g = p.array if p.encoding == "mono8" else _to_8bit(p.array)
+        return cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
     raise DecodeError(f"a {p.source[:60]} image ({p.encoding}: depth or thermal data) cannot "
                       "be a camera image; a camera takes colour, Bayer, YUV, mono8 or mono16",
                       WRONG_ROLE)
