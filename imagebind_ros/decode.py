@@ -147,6 +147,12 @@ class Picture:
         """Bits per sample: 8, 16 or 32."""
         return PICTURE_ENCODINGS[self.encoding][0].itemsize * 8
 
+    @property
+    def invalid(self) -> str | None:
+        """Which values mean "no measurement" when the picture is depth (REP 118): "0" for
+        16-bit, "NaN, Inf, <= 0" for 32FC1; None for colour and 8-bit."""
+        return {"16UC1": "0", "mono16": "0", "32FC1": "NaN, Inf, <= 0"}.get(self.encoding)
+
 
 @dataclass(frozen=True)
 class ImageLayout:

@@ -186,6 +186,7 @@ def test_single_channel_kept_with_meaning(enc: str, fmt: str, big: bool) -> None
     assert pic.encoding == enc and pic.array.dtype == vals.dtype
     np.testing.assert_array_equal(pic.array, vals)
     assert pic.kind == ("intensity" if enc.startswith("mono") else "measurement")
+    assert pic.invalid == {"mono8": None, "32FC1": "NaN, Inf, <= 0"}.get(enc, "0")
 
 
 @pytest.mark.parametrize("enc,why", [
