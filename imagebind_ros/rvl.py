@@ -34,7 +34,10 @@ def _nibbles(data: bytes | memoryview) -> np.ndarray:
     """RVL bytes -> nibbles in code order (uint8): little-endian words, high nibble first."""
     n = len(data) // 4 * 4
     b = np.frombuffer(data, np.uint8, count=n).reshape(-1, 4)[:, ::-1].reshape(-1)
-    return np.stack([b >> 4, b & 0xF], axis=1).reshape(-1)
+    nib = np.empty(2 * b.size, np.uint8)
+    nib[0::2] = b >> 4
+    nib[1::2] = b & 0xF
+    return nib
 
 
 def _values(nib: np.ndarray) -> np.ndarray:
@@ -51,9 +54,12 @@ def _values(nib: np.ndarray) -> np.ndarray:
         raise RvlError(f"RVL code has a value of {longest} nibbles (at most "
                        f"{_MAX_NIBBLES}): corrupt data")
     values = (nib[starts] & 7).astype(np.int64)
-    for j in range(1, longest):  # one pass per nibble position: memory stays O(values)
-        more = np.flatnonzero(lengths > j)
-        values[more] |= (nib[starts[more] + j] & 7).astype(np.int64) << (3 * j)
+    longer = np.flatnonzero(lengths > 1)
+    j = 1
+    while longer.size:  # one pass per nibble position, over the values that long only
+        values[longer] |= (nib[starts[longer] + j] & 7).astype(np.int64) << (3 * j)
+        j += 1
+        longer = longer[lengths[longer] > j]
     return values
 
 
