@@ -1,18 +1,23 @@
-"""Message <-> numpy conversions, checked against hand-packed bytes (no running node).
+"""Message <-> numpy on real rclpy messages: the builders of ``ros.conversions`` and the
+decoder on rclpy's types (no running node).
 
 References are built independently of the code under test: pixels packed with ``struct`` in
-the wire layout the encoding names, OpenCV's decoders for compressed images, and analytic
-values for audio scaling and IMU fields.
+the wire layout the encoding names, PIL and OpenCV decodes of compressed files, the formats
+of compressed_image_transport / compressed_depth_image_transport as their sources define
+them (``reference_codecs``), and analytic values for audio scaling and IMU fields.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image as PILImage
 
+import reference_codecs as ref
 from ros_required import require_ros
 
 require_ros()
@@ -83,19 +88,75 @@ def test_single_channel_encodings(enc: str, fmt: str, dtype: type, big: bool) ->
     np.testing.assert_array_equal(arr, vals)
 
 
-@pytest.mark.parametrize("enc", list(dec.ENCODINGS))
-def test_numpy_to_image_round_trip(enc: str) -> None:
-    dtype, ch = dec.ENCODINGS[enc]
-    if ch > 1:
+LOSSLESS = [e for e, lay in dec.ENCODINGS.items() if lay.convert in ("none", "bgr", "rgba",
+                                                                     "bgra")]
+
+
+@pytest.mark.parametrize("enc", LOSSLESS)
+@pytest.mark.parametrize("pad,big", [(0, False), (8, False), (4, True)])
+def test_numpy_to_image_round_trip(enc: str, pad: int, big: bool) -> None:
+    lay = dec.ENCODINGS[enc]
+    if lay.out == "rgb8":
         x = RGB
+    elif lay.out == "rgb16":
+        x = RGB.astype(np.uint16) * 257 + 3
     else:
-        x = (RNG.standard_normal((6, 9)) * 100).astype(dtype)
-    msg = cv.numpy_to_image(x, enc, cv.make_header(1_500_000_123, "cam"))
-    assert msg.step * msg.height == len(msg.data) and msg.header.stamp.sec == 1
+        x = (RNG.standard_normal((6, 9)) * 100).astype(lay.dtype)
+    step = x.shape[1] * lay.row_bytes + pad
+    msg = cv.numpy_to_image(x, enc, cv.make_header(1_500_000_123, "cam"), step=step,
+                            big_endian=big)
+    assert msg.step == step and msg.step * msg.height == len(msg.data)
+    assert msg.header.stamp.sec == 1 and msg.is_bigendian == int(big)
     assert msg.header.stamp.nanosec == 500_000_123 and msg.header.frame_id == "cam"
     arr, got = image_to_numpy(msg)
     assert got == enc
     np.testing.assert_array_equal(arr, x)
+
+
+def test_built_16bit_samples_have_the_declared_byte_order() -> None:
+    x = np.array([[0x0102, 0xA0B0]], np.uint16)
+    assert bytes(cv.numpy_to_image(x, "16UC1").data) == struct.pack("<2H", *x[0])
+    assert bytes(cv.numpy_to_image(x, "mono16", big_endian=True).data) == struct.pack(
+        ">2H", *x[0])
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_builder_writes_the_mosaic(pattern: str) -> None:
+    rgb = ref.smooth_rgb(6, 8)
+    msg = cv.numpy_to_image(rgb, f"bayer_{pattern}8", step=10)
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(6, 10)[:, :8]
+    np.testing.assert_array_equal(rows, ref.mosaic(rgb, pattern))
+    wide = cv.numpy_to_image(rgb.astype(np.uint16) * 257, f"bayer_{pattern}16",
+                             big_endian=True)
+    vals = np.array(struct.unpack(">48H", bytes(wide.data))).reshape(6, 8)
+    np.testing.assert_array_equal(vals, ref.mosaic(rgb.astype(np.uint16) * 257, pattern))
+
+
+@pytest.mark.parametrize("enc", ["yuyv", "uyvy", "nv12", "nv21", "nv24"])
+def test_yuv_builders_read_back_with_bt601(enc: str) -> None:
+    """The YUV the builder writes, read with the BT.601 formulas by the layout's definition,
+    is the image (within chroma subsampling and rounding on a smooth image)."""
+    h, w = 8, 10
+    rgb = ref.smooth_rgb(h, w, scale=3)
+    msg = cv.numpy_to_image(rgb, enc, step=w * (2 if enc in ("yuyv", "uyvy") else 1) + 2)
+    raw = np.frombuffer(bytes(msg.data), np.uint8)
+    if enc in ("yuyv", "uyvy"):
+        px = raw.reshape(h, msg.step)[:, : 2 * w].reshape(h, w // 2, 4).astype(int)
+        y0, u, y1, v = (px[..., i] for i in ((0, 1, 2, 3) if enc == "yuyv" else (1, 0, 3, 2)))
+        y = np.stack([y0, y1], axis=2).reshape(h, w)
+        u, v = np.repeat(u, 2, axis=1), np.repeat(v, 2, axis=1)
+    else:
+        rows = raw.reshape(-1, msg.step)
+        y = rows[:h, :w]
+        if enc == "nv24":
+            uv = rows[h:].reshape(h, 2 * msg.step)[:, : 2 * w].reshape(h, w, 2)
+        else:
+            uv = rows[h:, :w].reshape(h // 2, w // 2, 2)
+            uv = np.repeat(np.repeat(uv, 2, axis=0), 2, axis=1)
+        u, v = (uv[..., 1], uv[..., 0]) if enc == "nv21" else (uv[..., 0], uv[..., 1])
+    back = ref.bt601_limited_to_rgb(y, u, v)
+    assert np.abs(back.astype(int) - rgb).mean() < 4  # swapped U/V would be off by tens
+    assert np.abs(dec.decode_image(msg).array.astype(int) - rgb).mean() < 4
 
 
 def test_bgr_wire_bytes_are_blue_first() -> None:
@@ -112,7 +173,7 @@ def test_mono8_to_rgb8_repeats_the_channel() -> None:
 
 
 @pytest.mark.parametrize("msg,match", [
-    (Image(height=2, width=2, encoding="yuv422", step=4, data=bytes(8)), "unsupported"),
+    (Image(height=2, width=2, encoding="yuv411", step=4, data=bytes(8)), "unsupported"),
     (Image(height=0, width=5, encoding="rgb8", step=15, data=b""), "zero size"),
     (Image(height=2, width=0, encoding="mono8", step=0, data=b""), "zero size"),
     (Image(height=2, width=4, encoding="rgb8", step=10, data=bytes(20)), "shorter than"),
@@ -135,49 +196,110 @@ def test_oversized_image_is_refused_before_reading() -> None:
         image_to_numpy(Image(height=h, width=w, encoding="rgb8", step=3 * w, data=b"x"))
 
 
-def test_compressed_jpeg_and_png_match_opencv() -> None:
-    img = cv2.GaussianBlur(RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8), (5, 5), 2)
-    ok, jpg = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok
-    arr, enc = compressed_to_numpy(CompressedImage(format="jpeg", data=jpg.tobytes()))
-    ref = cv2.imdecode(jpg, cv2.IMREAD_COLOR)[:, :, ::-1]
-    assert enc == "rgb8" and arr.shape == ref.shape
-    assert np.abs(arr.astype(int) - ref).max() <= 2  # libjpeg builds may differ by rounding
-    ok, png = cv2.imencode(".png", img[:, :, ::-1])
-    arr, enc = compressed_to_numpy(CompressedImage(format="png", data=png.tobytes()))
-    np.testing.assert_array_equal(arr, img)
-    depth = RNG.integers(0, 9000, (10, 12)).astype(np.uint16)
-    ok, png16 = cv2.imencode(".png", depth)
-    arr, enc = compressed_to_numpy(
-        CompressedImage(format="16UC1; png compressed 16UC1", data=png16.tobytes()))
-    assert enc == "16UC1" and arr.dtype == np.uint16
-    np.testing.assert_array_equal(arr, depth)
+def _transport_subscriber(msg: CompressedImage) -> np.ndarray:
+    """compressed_image_transport's CompressedSubscriber, as its source reads: imdecode
+    (unchanged), then BGR -> RGB for an rgb* encoding when the format says "compressed
+    bgr"; the result in the raw encoding's channel order."""
+    img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+    enc, rest = msg.format.split(";", 1)
+    if img.ndim == 3 and enc.startswith("rgb") and "compressed bgr" in rest:
+        img = img[:, :, ::-1]
+    return img
 
 
-def test_compressed_depth_formats() -> None:
-    depth = RNG.integers(1, 9000, (6, 7)).astype(np.uint16)
-    ok, png16 = cv2.imencode(".png", depth)
-    hdr = struct.pack("<iff", 0, 0.0, 0.0)
-    arr, enc = compressed_to_numpy(CompressedImage(
-        format="16UC1; compressedDepth png", data=hdr + png16.tobytes()))
-    assert enc == "16UC1"
-    np.testing.assert_array_equal(arr, depth)
-    # 32FC1: image_transport stores q = quant_a / z + quant_b as uint16, 0 = invalid
-    quant_a, quant_b = 100.0, 10.0
-    z = np.array([[0.5, 1.0, 2.0], [4.0, np.nan, 5.0]], np.float32)  # q integral
-    q = np.where(np.isfinite(z), quant_a / np.nan_to_num(z, nan=1.0) + quant_b, 0)
-    ok, qpng = cv2.imencode(".png", q.astype(np.uint16))
-    arr, enc = compressed_to_numpy(CompressedImage(
-        format="32FC1; compressedDepth png",
-        data=struct.pack("<iff", 0, quant_a, quant_b) + qpng.tobytes()))
-    assert enc == "32FC1" and np.isnan(arr[1, 1])
-    np.testing.assert_allclose(arr[np.isfinite(z)], z[np.isfinite(z)], rtol=1e-6)
+@pytest.mark.parametrize("enc,fmt,want_format", [
+    ("rgb8", "jpeg", "rgb8; jpeg compressed bgr8"),
+    ("rgb8", "png", "rgb8; png compressed bgr8"),
+    ("bgr8", "jpeg", "bgr8; jpeg compressed bgr8"),
+    ("rgb16", "png", "rgb16; png compressed bgr16"),
+    ("rgb16", "jpeg", "rgb16; jpeg compressed bgr8"),
+    ("mono8", "jpeg", "mono8; jpeg compressed mono8"),
+    ("mono8", "png", "mono8; png compressed "),
+    ("mono16", "png", "mono16; png compressed "),
+    ("16UC1", "png", "16UC1; png compressed ")])
+def test_compressed_output_is_what_the_plugin_writes(enc: str, fmt: str,
+                                                     want_format: str) -> None:
+    """The fixed mislabelling: the file holds true colours in OpenCV's order and the label
+    says so, so PIL (a true-colour viewer) and compressed_image_transport's subscriber
+    (rqt, rviz, republish) both get the image back."""
+    img = ref.smooth_rgb(24, 32, scale=3)
+    x = {"rgb8": img, "bgr8": img, "rgb16": img.astype(np.uint16) * 257 + 5,
+         "mono8": img[:, :, 1], "mono16": img[:, :, 1].astype(np.uint16) * 250,
+         "16UC1": img[:, :, 1].astype(np.uint16) * 30}[enc]
+    msg = cv.numpy_to_compressed(x, enc, fmt, cv.make_header(3, "cam"))
+    assert msg.format == want_format and msg.header.frame_id == "cam"
+    lossy = fmt == "jpeg"
+    eight = np.rint(x / 257).astype(int) if x.dtype == np.uint16 and lossy else x.astype(int)
+
+    def close(got: np.ndarray, want: np.ndarray) -> bool:
+        d = np.abs(got.astype(int) - want)
+        return bool(d.max() == 0) if not lossy else bool(d.mean() < 2 and d.max() < 16)
+
+    with PILImage.open(io.BytesIO(bytes(msg.data))) as im:  # a true-colour reader
+        assert im.format == fmt.upper()
+        if x.ndim == 3 and x.dtype == np.uint8:
+            seen = np.array(im.convert("RGB"))
+            assert close(seen, eight) and not close(seen[:, :, ::-1], eight)
+    sub = _transport_subscriber(msg)
+    assert close(sub, eight if enc != "bgr8" else eight[:, :, ::-1])  # bgr8 stays BGR there
+    assert close(dec.decode_compressed(msg).array, eight)  # and ours: RGB in every case
+
+
+def test_compressed_builder_refuses_what_the_plugin_cannot() -> None:
+    with pytest.raises(cv.ConversionError, match="png"):
+        cv.numpy_to_compressed(np.zeros((4, 4), np.uint16), "16UC1", "jpeg")
+    with pytest.raises(cv.ConversionError, match="cannot compress"):
+        cv.numpy_to_compressed(np.zeros((4, 4), np.float32), "32FC1", "png")
+    with pytest.raises(cv.ConversionError, match="format"):
+        cv.numpy_to_compressed(RGB, "rgb8", "tiff")
+
+
+@pytest.mark.parametrize("codec", ["png", "rvl"])
+def test_compressed_depth_builder(codec: str) -> None:
+    """compressedDepth as the plugin writes it, read back by hand: the 12-byte ConfigHeader,
+    then OpenCV's PNG decode or the reference RVL decoder; 32FC1 quantised as the plugin's
+    source does (reference_codecs.plugin_quantize)."""
+    z = RNG.uniform(0.3, 12.0, (10, 13)).astype(np.float32)
+    z[2, 3:7] = np.nan
+    msg = cv.numpy_to_compressed_depth(z, "32FC1", codec, cv.make_header(9, "d"))
+    assert msg.format == f"32FC1; compressedDepth {codec}"
+    fmt_id, a, b = struct.unpack_from("<iff", bytes(msg.data))
+    want_q, want_a, want_b = ref.plugin_quantize(z)
+    assert fmt_id == 0 and (a, b) == pytest.approx((want_a, want_b))
+    body = bytes(msg.data)[12:]
+    if codec == "png":
+        q = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+    else:
+        cols, rows = struct.unpack_from("<II", body)
+        assert (cols, rows) == (13, 10)
+        q = np.array(ref.rvl_decode(body[8:], rows * cols), np.uint16).reshape(rows, cols)
+    np.testing.assert_array_equal(q, want_q)
+    depth = dec.as_depth(dec.decode_compressed(msg))
+    ok = want_q > 0
+    assert depth.units == "m" and np.isnan(depth.array[~ok]).all()
+    assert (np.abs(depth.array[ok] - z[ok]) <= z[ok] ** 2 / want_a * 1.01 + 1e-6).all()
+
+    mm = RNG.integers(0, 12000, (10, 13)).astype(np.uint16)
+    msg = cv.numpy_to_compressed_depth(mm, "16UC1", codec)
+    body = bytes(msg.data)[12:]
+    if codec == "png":
+        q = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+    else:
+        q = np.array(ref.rvl_decode(body[8:], mm.size), np.uint16).reshape(mm.shape)
+    np.testing.assert_array_equal(q, np.where(mm > 10000, 0, mm))  # the plugin's depth_max
+    np.testing.assert_array_equal(dec.decode_compressed(msg).array, q)
+
+
+def test_too_close_depth_is_no_measurement_not_garbage() -> None:
+    q, a, b = cv.quantize_inverse_depth(np.array([0.1, 0.2, 0.0, -1.0, np.inf], np.float32))
+    assert q.tolist()[0] == 0 and q[1] == int(np.float32(a) / np.float32(0.2) + np.float32(b))
+    assert q.tolist()[2:] == [0, 0, 0]
 
 
 def test_bad_compressed_images() -> None:
     with pytest.raises(DecodeError, match="no data"):
         compressed_to_numpy(CompressedImage(format="jpeg", data=b""))
-    with pytest.raises(DecodeError, match="cannot decode"):
+    with pytest.raises(DecodeError, match="only JPEG and PNG"):
         compressed_to_numpy(CompressedImage(format="jpeg", data=b"not a jpeg at all"))
     # a tiny PNG that would decode to 8000x8000 RGB (192 MB): refused from its header
     ok, png = cv2.imencode(".png", np.zeros((8000, 8000, 3), np.uint8))
@@ -211,7 +333,7 @@ def test_audio_round_trip_within_half_a_step() -> None:
 
 
 @pytest.mark.parametrize("kw,expect,match", [
-    (dict(sample_format="U8"), {}, "unsupported"),
+    (dict(sample_format="MP3"), {}, "unsupported"),
     (dict(sample_rate=0), {}, "positive"),
     (dict(channels=0), {}, "positive"),
     (dict(data=bytes(3)), {}, "multiple"),

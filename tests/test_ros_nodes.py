@@ -464,7 +464,7 @@ def _bad_images() -> dict[str, tuple[Callable[[int], Image], str]]:
         return cv.numpy_to_image(t, "32FC1", cv.make_header(stamp, "cam"))
 
     return {
-        "unknown encoding": (img(encoding="yuv422"), "unsupported image encoding"),
+        "unknown encoding": (img(encoding="yuv411"), "unsupported image encoding"),
         "zero width": (img(width=0, step=0, data=b""), "zero size"),
         # mono8: the same problem in the same words would be rate-limited into silence
         "zero height": (img(height=0, encoding="mono8", step=5, data=b""), "zero size"),
