@@ -288,6 +288,27 @@ def test_bad_embeddings_are_dropped_with_one_warning(node: Any) -> None:
     assert node.stats["vision"].newest_ns != t
 
 
+def test_set_labels_changes_what_is_fused(node: Any) -> None:
+    """~/set_labels (and the labels parameter it updates): the next fused result scores the
+    new label set only, and an unusable set is refused with the old one kept."""
+    from imagebind_ros.srv import SetLabels
+
+    resp = node._on_set_labels(SetLabels.Request(labels=["kettle", "dog"]), SetLabels.Response())
+    assert resp.success, resp.message
+    assert list(node.get_parameter("labels").value) == ["kettle", "dog"]
+    bad = node._on_set_labels(SetLabels.Request(labels=["dog", "dog"]), SetLabels.Response())
+    assert not bad.success and "duplicate" in bad.message
+    emb = sensor_embeddings(node, class_id=0)  # dog
+    base = node.get_clock().now().nanoseconds
+    pubs = node._pubs
+    n = len(pubs["zero_shot"].msgs)
+    for i, m in enumerate(("vision", "audio", "depth", "imu")):
+        node.on_embedding(m, embedding_msg(node, m, emb[m], base + i * 1_000_000))
+    (zs,) = pubs["zero_shot"].msgs[n:]
+    assert [h.class_id for h in zs.results] == ["dog", "kettle"]
+    assert abs(sum(h.score for h in zs.results) - 1) < 1e-6
+
+
 def test_calibration_of_another_model_is_refused() -> None:
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=_domain() + 2)

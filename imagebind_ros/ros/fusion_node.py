@@ -18,8 +18,8 @@ aligned set (``fusion.Fuser``, ``method``, ``calibration_file``). It publishes
 Label embeddings come from the process's shared model (``model_cache``: in
 ``imagebind-ros run`` the encoder's instance), with the encoder's label parameters
 (``labels``, ``labels_file``, ``templates``, settable at runtime) and service
-``~/set_labels``. Fusion itself is numpy on a few vectors (microseconds), so it runs in the
-subscription callbacks. Bad inputs (another model's embedding, wrong width, NaN) are dropped
+``~/set_labels``. Fusion itself is numpy on a few vectors (about 1 ms a set), so it runs in
+the subscription callbacks. Bad inputs (another model's embedding, wrong width, NaN) are dropped
 with one rate-limited warning. The method and its numbers: docs/fusion.md.
 """
 
