@@ -68,6 +68,13 @@ class ZeroShotClassifier:
     def ready(self) -> bool:
         return self._matrix is not None
 
+    @property
+    def label_embeddings(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """(labels, (K, D) unit-norm label embeddings) of one consistent label set, for
+        consumers that score embeddings themselves (the fusion node); ValueError if none."""
+        labels, matrix = self._snapshot()
+        return labels, matrix.copy()
+
     def set_labels(self, labels: Sequence[str], templates: Sequence[str] | None = None) -> bool:
         """Use a new label set (templates: None keeps the current ones).
 

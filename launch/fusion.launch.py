@@ -42,7 +42,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "backend": ("", "inference runtime: torch, onnxruntime, tensorrt or auto"),
     "onnx_dir": ("", "export directory for the onnxruntime / tensorrt backends"),
     "device": ("", "torch device, e.g. cuda or cpu"),
-    "modalities": ("", "comma-separated modalities to encode, e.g. vision,audio,imu"),
+    "modalities": ("", "comma-separated modalities to encode and fuse, e.g. "
+                       "vision,audio,imu"),
     "vision_topic": ("", "camera topic (sensor_msgs/Image)"),
     "depth_topic": ("", "depth topic (sensor_msgs/Image 16UC1 mm or 32FC1 m)"),
     "thermal_topic": ("", "thermal topic (sensor_msgs/Image mono8/mono16/32FC1)"),
@@ -54,19 +55,21 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_sim_sensors": ("false", "start the simulated sensors (SYNTHETIC world)"),
     "use_detector": ("false", "start the audio-prompted detector node"),
     "use_memory": ("false", "start the cross-modal memory node"),
+    "use_fusion": ("true", "start the fusion node (one fused embedding and label from all "
+                           "sensors)"),
 }
 SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
             "use_sim_sensors": "sim_sensors_node", "use_detector": "detector_node",
-            "use_memory": "memory_node"}
+            "use_memory": "memory_node", "use_fusion": "fusion_node"}
 # launch argument -> [(node, parameter)] it sets
 # (every model-holding node gets the model arguments: equal values share one model in
 # `imagebind-ros run`, and a launch never starts a detector on another model than the encoder)
-MODEL_NODES = ("encoder_node", "detector_node", "memory_node")
+MODEL_NODES = ("encoder_node", "detector_node", "memory_node", "fusion_node")
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     **{arg: [(node, arg) for node in MODEL_NODES]
        for arg in ("checkpoint", "preset", "backend", "onnx_dir", "device")},
-    "modalities": [("encoder_node", "modalities")],
-    "labels_file": [("encoder_node", "labels_file")],
+    "modalities": [("encoder_node", "modalities"), ("fusion_node", "modalities")],
+    "labels_file": [("encoder_node", "labels_file"), ("fusion_node", "labels_file")],
     "audio_topic": [("encoder_node", "audio.topic"), ("sim_sensors_node", "audio.topic"),
                     ("microphone_node", "topic"), ("detector_node", "audio.topic")],
     "vision_topic": [("encoder_node", "vision.topic"), ("sim_sensors_node", "vision.topic"),
@@ -78,7 +81,8 @@ LIST_ARGUMENTS = ("modalities",)
 # Node parameters naming files. A relative one in the params file is looked up from the working
 # directory (as `imagebind-ros run` does), else from the package's share directory, which
 # mirrors the source tree: config/demo.yaml names checkpoints/demo/demo.pt, installed there.
-PATH_PARAMETERS = ("checkpoint", "onnx_dir", "labels_file", "prompt.audio_file")
+PATH_PARAMETERS = ("checkpoint", "onnx_dir", "labels_file", "prompt.audio_file",
+                   "calibration_file")
 
 
 def overrides(values: dict[str, str], node: str) -> dict[str, Any]:

@@ -30,8 +30,9 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 class NodeProcess:
     """A child process whose stdout+stderr lines are collected as they come."""
 
-    def __init__(self, cmd: Sequence[str], cwd: Path | None = None) -> None:
-        self.proc = subprocess.Popen(list(cmd), cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+    def __init__(self, cmd: Sequence[str], cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(list(cmd), cwd=cwd, env=env or ENV, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -576,8 +576,10 @@ def test_model_cache_shares_one_instance(tmp_path: Path) -> None:
 
 # least share of right top labels per modality in the demo run: a trained demo model against
 # the simulated world's truth (its 20-s run had vision/depth/thermal 198/198, audio 35/37,
-# IMU 23/31; windows straddling a scene switch are the misses, most for the 5-s IMU window)
-DEMO_HIT_RATE = {"vision": 0.9, "depth": 0.9, "thermal": 0.9, "audio": 0.75, "imu": 0.4}
+# IMU 23/31; windows straddling a scene switch are the misses, most for the 5-s IMU window;
+# the fused row: the scene's class at the newest contributing stamp)
+DEMO_HIT_RATE = {"vision": 0.9, "depth": 0.9, "thermal": 0.9, "audio": 0.75, "imu": 0.4,
+                 "fused": 0.8}
 
 
 def test_runner_demo_prints_a_table_and_exits_zero() -> None:
@@ -652,6 +654,7 @@ def _launch_module() -> Any:
 def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) -> None:
     from imagebind_ros.ros.detector_node import DetectorNode
     from imagebind_ros.ros.encoder_node import EncoderNode
+    from imagebind_ros.ros.fusion_node import FusionNode
     from imagebind_ros.ros.memory_node import MemoryNode
     from imagebind_ros.ros.microphone_node import MicrophoneNode
     from imagebind_ros.ros.sim_sensors_node import SimSensorsNode
@@ -659,7 +662,7 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) ->
     lm = _launch_module()
     required = {"checkpoint", "preset", "backend", "modalities", "vision_topic",
                 "audio_topic", "depth_topic", "thermal_topic", "imu_topic", "labels_file",
-                "use_mic", "use_sim_sensors", "params_file"}
+                "use_mic", "use_sim_sensors", "use_fusion", "params_file"}
     assert required <= set(lm.ARGUMENTS)
     assert all(len(text) > 10 for _, text in lm.ARGUMENTS.values())
     unmapped = set(lm.ARGUMENTS) - set(lm.PARAMETERS) - set(lm.SWITCHES) - {"params_file"}
@@ -667,19 +670,25 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) ->
     assert lm.overrides({"checkpoint": "", "modalities": "vision, imu"}, "encoder_node") == {
         "modalities": ["vision", "imu"]}
     assert lm.overrides({"audio_topic": "mic"}, "microphone_node") == {"topic": "mic"}
-    for node in ("encoder_node", "detector_node", "memory_node"):  # one model for all
+    for node in ("encoder_node", "detector_node", "memory_node", "fusion_node"):  # one model
         assert lm.overrides({"checkpoint": "/m.pt"}, node) == {"checkpoint": "/m.pt"}
     assert lm.overrides({"vision_topic": "cam"}, "detector_node") == {"camera.topic": "cam"}
+    assert lm.overrides({"modalities": "vision,audio", "labels_file": "l.txt"},
+                        "fusion_node") == {"modalities": ["vision", "audio"],
+                                           "labels_file": "l.txt"}
     # relative files in the params file: the working directory first, else the share directory
     share, cwd = tmp_path / "share", tmp_path / "cwd"
     for base, rel in ((share, "checkpoints/demo/demo.pt"), (share, "labels.txt"),
-                      (cwd, "labels.txt")):
+                      (cwd, "labels.txt"), (share, "checkpoints/demo/fusion_calibration.json")):
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).write_text("x")
     demo = ROOT / "config" / "demo.yaml"
     assert lm.file_parameters(str(demo), "encoder_node", str(cwd), str(share)) == {
         "checkpoint": str(share / "checkpoints/demo/demo.pt")}
     assert lm.file_parameters(str(demo), "sim_sensors_node", str(cwd), str(share)) == {}
+    assert lm.file_parameters(str(demo), "fusion_node", str(cwd), str(share)) == {
+        "checkpoint": str(share / "checkpoints/demo/demo.pt"),
+        "calibration_file": str(share / "checkpoints/demo/fusion_calibration.json")}
     assert lm.file_parameters(str(demo), "encoder_node", str(ROOT), str(share)) == {}
     params = tmp_path / "p.yaml"
     params.write_text("/**:\n  ros__parameters:\n    labels_file: labels.txt\n"
@@ -700,7 +709,7 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) ->
                  MicrophoneNode(context=ctx, parameter_overrides=[
                      Parameter("wait_for_device", value=True)]),
                  DetectorNode(context=ctx, parameter_overrides=tiny),
-                 MemoryNode(context=ctx)]
+                 MemoryNode(context=ctx), FusionNode(context=ctx, parameter_overrides=tiny)]
         by_name = {n.get_name(): n for n in nodes}
         for arg, targets in lm.PARAMETERS.items():
             for node, param in targets:
@@ -725,7 +734,8 @@ def test_launch_description_under_launch_ros(tmp_path: Path,
     assert all(d.description for d in declared)
     assert {a.name for a in desc.get_launch_arguments()} == set(lm.ARGUMENTS)  # --show-args
 
-    # what `ros2 launch ... use_sim_sensors:=true use_memory:=true` starts, with the package
+    # what `ros2 launch ... use_sim_sensors:=true use_memory:=true` starts (the fusion node by
+    # default), with the package
     # found through a private ament index (executables are not run here)
     prefix = tmp_path / "prefix"
     (prefix / "share/ament_index/resource_index/packages").mkdir(parents=True)
@@ -742,7 +752,7 @@ def test_launch_description_under_launch_ros(tmp_path: Path,
     nodes = desc.entities[-1].execute(context)
     assert all(isinstance(n, Node) for n in nodes)
     assert [n.node_executable for n in nodes] == ["encoder_node", "sim_sensors_node",
-                                                  "memory_node"]
+                                                  "memory_node", "fusion_node"]
     assert all(n.node_package == "imagebind_ros" for n in nodes)
 
 

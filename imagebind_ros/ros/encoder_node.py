@@ -36,10 +36,11 @@ from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
-                                          declare, run_node, sensor_qos, warn_key)
+                                          declare, labels_from, run_node, sensor_qos,
+                                          warn_key)
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
-from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier, read_labels
+from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
 NODE_NAME = "encoder_node"
 SENSOR_MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
@@ -197,7 +198,7 @@ class EncoderNode(Node):
                              else (100.0, "CLIP's default; this backend hides the learned one"))
         self.get_logger().info(f"zero-shot scores: softmax({scale:.4g} * cosine), {source}")
         clf = ZeroShotClassifier(self.embed_texts, scale)
-        labels = self._labels_from(self.p["labels"], self.p["labels_file"])
+        labels = labels_from(self.p["labels"], self.p["labels_file"])
         if labels:
             try:
                 clf.set_labels(labels, self.p["templates"])
@@ -207,16 +208,6 @@ class EncoderNode(Node):
             self.get_logger().warning("no zero-shot labels (set 'labels' or 'labels_file', or "
                                       "call ~/set_labels): only embeddings are published")
         return clf
-
-    def _labels_from(self, labels: Sequence[str], labels_file: str) -> list[str]:
-        if labels:
-            return list(labels)
-        if labels_file:
-            try:
-                return read_labels(labels_file)
-            except OSError as e:
-                raise StartupError(f"cannot read labels_file {labels_file!r}: {e}") from None
-        return []
 
     # ------------------------------------------------------------------ text
 
@@ -343,7 +334,7 @@ class EncoderNode(Node):
             labels_file = new.get("labels_file", self.p["labels_file"])
             templates = new.get("templates", self.p["templates"])
             try:
-                self._apply_labels(self._labels_from(labels, labels_file), templates)
+                self._apply_labels(labels_from(labels, labels_file), templates)
             except (ValueError, StartupError) as e:
                 self._warn.warn("labels", f"label change refused: {e}")
                 return SetParametersResult(successful=False, reason=str(e))

@@ -22,6 +22,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from imagebind_ros.zeroshot import read_labels
+
 
 def sensor_qos(depth: int = 5) -> QoSProfile:
     """REP 2003 sensor-data QoS (best effort, volatile); high-rate streams (IMU, audio) want a
@@ -87,6 +89,19 @@ def declare(node: Node, name: str, default: Any, description: str,
     if value is None and isinstance(default, Parameter.Type):
         return []
     return value
+
+
+def labels_from(labels: Sequence[str], labels_file: str) -> list[str]:
+    """The zero-shot label set of the ``labels``/``labels_file`` parameters (``labels``
+    wins); StartupError if the file cannot be read."""
+    if labels:
+        return list(labels)
+    if labels_file:
+        try:
+            return read_labels(labels_file)
+        except OSError as e:
+            raise StartupError(f"cannot read labels_file {labels_file!r}: {e}") from None
+    return []
 
 
 def warn_key(text: str) -> str:

@@ -8,8 +8,9 @@ default: the least overhead per message in docs/benchmarks.md, "ROS overhead") a
 ``--table``, prints modality -> top label, score and latency as results arrive. All nodes of
 the process share one model instance per (checkpoint, preset, backend, ...) through
 ``model_cache``. Node switches are the launch file's arguments: ``use_encoder``,
-``use_sim_sensors``, ``use_mic``, ``use_detector``, ``use_memory``; set them with ``--set``
-or in an ``imagebind_ros_run`` section of a parameter file.
+``use_sim_sensors``, ``use_mic``, ``use_detector``, ``use_memory``, ``use_fusion`` (the only
+one on by default besides the encoder); set them with ``--set`` or in an ``imagebind_ros_run``
+section of a parameter file. With the fusion node, the table has a ``fused`` row.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ NODES = {  # node name -> (module, class)
     "microphone_node": ("imagebind_ros.ros.microphone_node", "MicrophoneNode"),
     "detector_node": ("imagebind_ros.ros.detector_node", "DetectorNode"),
     "memory_node": ("imagebind_ros.ros.memory_node", "MemoryNode"),
+    "fusion_node": ("imagebind_ros.ros.fusion_node", "FusionNode"),
 }
 SWITCHES = {"use_encoder": ("encoder_node", True),
             "use_sim_sensors": ("sim_sensors_node", False),
             "use_mic": ("microphone_node", False),
             "use_detector": ("detector_node", False),
-            "use_memory": ("memory_node", False)}
+            "use_memory": ("memory_node", False),
+            "use_fusion": ("fusion_node", True)}
 RUN_SECTION = "imagebind_ros_run"
 VISUAL = ("vision", "depth", "thermal")
 
@@ -198,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY:=VALUE",
                    help="parameter for every node that has it, NODE.KEY:=VALUE for one node, "
                         "or a node switch (use_sim_sensors, use_mic, use_detector, "
-                        "use_memory, use_encoder)")
+                        "use_memory, use_encoder, use_fusion)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds (0 = until Ctrl-C)")
     p.add_argument("--table", action="store_true",
@@ -252,6 +255,13 @@ def _summary(nodes: dict[str, Any], monitor: Monitor | None) -> str:
             if row is not None and row.judged:
                 line += f"; top label right {row.hits}/{row.judged}"
             lines.append(line)
+    fus = nodes.get("fusion_node")
+    if fus is not None:
+        line = f"  fused    {fus.published:>5} out ({fus.config.method})"
+        row = monitor.rows.get("fused") if monitor else None
+        if row is not None and row.judged:
+            line += f"; top label right {row.hits}/{row.judged}"
+        lines.append(line)
     models = cached_models()
     lines.append(f"  {len(models)} model instance(s) in this process: "
                  + "; ".join(s.describe() for s in models))
@@ -298,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             windows = {m: float(getattr(cfg.modality(m), attr)) for m, attr in
                        (("audio", "clip_duration"), ("imu", "window_seconds"))
                        if m in enc.modalities}
-            monitor = Monitor(enc.modalities, nodes.get("sim_sensors_node"), windows)
+            rows = tuple(enc.modalities) + (("fused",) if "fusion_node" in nodes else ())
+            monitor = Monitor(rows, nodes.get("sim_sensors_node"), windows)
         if enc is not None and enc.shared.random_init:
             print(f"NOTE: {enc.model_id} is a RANDOM-INIT model (no checkpoint): the pipeline "
                   "runs, but its labels are meaningless.", flush=True)
