@@ -37,9 +37,11 @@ from tqdm import tqdm  # noqa: E402
 
 from imagebind_ros import preprocess as pp  # noqa: E402
 from imagebind_ros.detection import (DetectorConfig, Prompt, RegionDetector,  # noqa: E402
-                                     Trial, draw_detections, evaluate_synthetic, pyramid)
+                                     Trial, draw_detections, evaluate_synthetic, heatmap,
+                                     pyramid)
 from common import single_encoder_model, time_calls  # noqa: E402  (bench/common.py)
 from imagebind_ros.model import ImageBindModel, create_model  # noqa: E402
+from imagebind_ros.model.dense import DENSE_VARIANTS, DenseVisionEncoder  # noqa: E402
 from imagebind_ros.synthetic import BACKGROUND_CAPTIONS, SyntheticWorld  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +53,15 @@ VARIANTS = {
     "map only": DetectorConfig(background=0.0, refine_iterations=0),
     "best window (windows + NMS)": DetectorConfig(localize="windows"),
 }
+
+
+def dense_encoder(model: ImageBindModel, variant: str):  # noqa: ANN201 - a small closure
+    enc = DenseVisionEncoder(model, variant)
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        return enc(torch.as_tensor(x)).numpy()
+    return run
 
 
 def encoder(model: ImageBindModel, modality: str):  # noqa: ANN201 - a small closure
@@ -115,6 +126,98 @@ def accuracy(args: argparse.Namespace) -> None:
         "object_free_windows_nearest": background_classes(model, world, args.seed),
         "trials": [t.__dict__ for t in trials]}, indent=1))
     example(model, world, args.seed, args.image)
+
+
+def prompt_makers(model: ImageBindModel, world: SyntheticWorld) -> dict:
+    cfg = model.config
+    audio, text = encoder(model, "audio"), encoder(model, "text")
+    return {
+        "audio": lambda c, g: audio(pp.audio_to_tensor(world.audio(c, g), world.sample_rate,
+                                                       cfg.audio)[None])[0],
+        "text": lambda c, g: text(pp.tokenize([f"a photo of a {world.classes[c]}"],
+                                              cfg.text))[0]}
+
+
+def dense(args: argparse.Namespace) -> None:
+    """The dense method: every (last-block variant, input size) with a few scoring settings
+    on the tuning stream (seed ``--tune-seed``), then the best one on the held-out stream."""
+    torch.set_num_threads(args.threads)
+    model = create_model(checkpoint=args.checkpoint)
+    world = SyntheticWorld()
+    makers = prompt_makers(model, world)
+    vision = encoder(model, "vision")
+    scoring = {f"thr {t} bg {b:g} grabcut {r}": DetectorConfig(
+        method="dense", map_threshold=t, background=b, refine_iterations=r)
+        for t in args.thresholds for b in (0.0, 1.0) for r in (0, 4)}
+    tuned: dict[str, float] = {}
+    t0 = time.perf_counter()
+    print(f"tuning on seed {args.tune_seed}, {args.tune_scenes} scenes")
+    for variant in args.variants:
+        enc = dense_encoder(model, variant)
+        for size in args.sizes:
+            variants = {k: replace(c, dense_sizes=(size,)) for k, c in scoring.items()}
+            det = RegionDetector(vision, model.config.vision, next(iter(variants.values())),
+                                 enc)
+            trials = evaluate_synthetic(det, world, makers, args.tune_scenes,
+                                        seed=args.tune_seed, variants=variants)
+            r = rates(trials, "class_name")
+            for k in variants:
+                mean = (r[f"{k} | audio"]["all"] + r[f"{k} | text"]["all"]) / 2
+                tuned[f"{variant} | {size} | {k}"] = mean
+            best = max(variants, key=lambda k: tuned[f"{variant} | {size} | {k}"])
+            print(f"  {variant:9s} {size:4d}px  best {best}: "
+                  f"{tuned[f'{variant} | {size} | {best}']:.2f}", flush=True)
+    best = max(tuned, key=tuned.get)
+    variant, size, key = best.split(" | ")
+    cfg = replace(scoring[key], dense_sizes=(int(size),))
+    print(f"chosen: {best} ({tuned[best]:.2f} on the tuning stream), "
+          f"{(time.perf_counter() - t0) / 60:.1f} min")
+    det = RegionDetector(vision, model.config.vision, cfg, dense_encoder(model, variant))
+    trials = evaluate_synthetic(det, world, makers, args.scenes, seed=args.seed)
+    r = rates(trials, "class_name")
+    print(f"held-out seed {args.seed}, {args.scenes} scenes: audio {r[' | audio']['all']:.2f}"
+          f", text {r[' | text']['all']:.2f}")
+    print("| prompt | " + " | ".join(world.classes) + " |\n|---|" + "---|" * world.num_classes)
+    for m in ("audio", "text"):
+        print(f"| {m} | " + " | ".join(f"{r[f' | {m}'].get(c, float('nan')):.2f}"
+                                       for c in world.classes) + " |")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({
+        "command": "python bench/detection.py " + " ".join(sys.argv[1:]),
+        "tuning": {"seed": args.tune_seed, "scenes": args.tune_scenes, "mean_hit": tuned},
+        "chosen": {"variant": variant, "dense_size": int(size), "scoring": key},
+        "held_out": {"seed": args.seed, "scenes": args.scenes, "hit_rate": r},
+        "trials": [t.__dict__ for t in trials]}, indent=1))
+    dense_example(model, world, args.seed, det, args.image)
+
+
+def dense_example(model: ImageBindModel, world: SyntheticWorld, seed: int,
+                  det: RegionDetector, out: str) -> None:
+    """The held-out stream's first scene: the heat map of each object's sound beside the
+    frame with the dense detections (true boxes thin white)."""
+    cfg = model.config
+    g = np.random.default_rng([world.seed, 0xDE7EC7, seed]).spawn(1)[0]
+    ids = [int(c) for c in g.choice(world.num_classes, 3, replace=False)]
+    scene = world.scene(ids, g)
+    audio = encoder(model, "audio")
+    prompts = [Prompt(f"sound of {world.classes[c]}", "audio", audio(pp.audio_to_tensor(
+        world.audio(c, g), world.sample_rate, cfg.audio)[None])[0]) for c in ids]
+    regions = det.regions(scene.image)
+    img = scene.image.copy()
+    for x0, y0, x1, y1 in scene.boxes:
+        cv2.rectangle(img, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), (255, 255, 255), 1)
+    tiles = [draw_detections(img, det.detect_all(regions, prompts))]
+    for p in prompts:
+        tile = heatmap(scene.image, det.similarity(regions, p.vector))
+        cv2.putText(tile, p.label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2,
+                    cv2.LINE_AA)
+        tiles.append(tile)
+    grid = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
+    grid = cv2.resize(grid, (grid.shape[1] // 2, grid.shape[0] // 2),
+                      interpolation=cv2.INTER_AREA)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    print(f"wrote {out} (classes {', '.join(world.classes[c] for c in ids)})")
 
 
 def background_classes(model: ImageBindModel, world: SyntheticWorld, seed: int,
@@ -184,6 +287,8 @@ def speed(args: argparse.Namespace) -> None:
               ("tiny", lambda: single_encoder_model("tiny", "vision"), 4096, 64),
               ("imagebind_huge", lambda: single_encoder_model("imagebind_huge", "vision"),
                args.huge_regions, 8)]
+    dense_sizes = {"demo checkpoint": args.demo_sizes, "tiny": [224],
+                   "imagebind_huge": args.huge_sizes}
     for name, build, max_regions, batch in setups:
         model = build()
         vcfg = model.config.vision
@@ -196,9 +301,17 @@ def speed(args: argparse.Namespace) -> None:
         base = time_calls(lambda: enc(whole), batch=1, repeats=args.repeats)
         t = time_calls(lambda: det(frame, [prompt]), batch=n,
                        repeats=1 if name == "imagebind_huge" else args.repeats, warmup=0)
-        print(f"| {name} | {vcfg.image_size}px | {n} | {batch} | {t.p50:.2f} | "
+        print(f"| {name} | windows, {vcfg.image_size}px | {n} | {batch} | {t.p50:.2f} | "
               f"{num(n / t.p50)} | {num(base.p50 * 1e3)} | {t.p50 / base.p50:.0f}x |",
               flush=True)
+        for size in dense_sizes[name]:
+            dcfg = replace(DetectorConfig(), method="dense", dense_sizes=(size,))
+            ddet = RegionDetector(enc, vcfg, dcfg, dense_encoder(model, args.variant))
+            n = len(ddet.regions(frame).boxes)
+            t = time_calls(lambda: ddet(frame, [prompt]), batch=n, repeats=args.repeats)
+            print(f"| {name} | dense {args.variant}, {size}px short side | {n} patches | 1 | "
+                  f"{t.p50:.3f} | {num(n / t.p50)} | {num(base.p50 * 1e3)} | "
+                  f"{t.p50 / base.p50:.2f}x |", flush=True)
         del model, det
     print(f"load after={os.getloadavg()[0]:.1f}")
 
@@ -212,14 +325,29 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", default=str(ROOT / "docs" / "bench" / "detection_accuracy.json"))
     a.add_argument("--image", default=str(ROOT / "docs" / "img" / "detection_example.png"))
+    d = sub.add_parser("dense", help="dense method: tune on one stream, test on another")
+    d.add_argument("--checkpoint", default=str(DEMO))
+    d.add_argument("--scenes", type=int, default=50)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--tune-scenes", type=int, default=20)
+    d.add_argument("--tune-seed", type=int, default=1)
+    d.add_argument("--variants", nargs="+", default=list(DENSE_VARIANTS),
+                   choices=DENSE_VARIANTS)
+    d.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 192])
+    d.add_argument("--thresholds", nargs="+", type=float, default=[0.4, 0.5])
+    d.add_argument("--json", default=str(ROOT / "docs" / "bench" / "detection_dense.json"))
+    d.add_argument("--image", default=str(ROOT / "docs" / "img" / "detection_dense.png"))
     s = sub.add_parser("speed", help="latency per frame and regions/s")
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--huge-regions", type=int, default=64,
                    help="max_regions for imagebind_huge (a CPU frame takes minutes beyond)")
-    for q in (a, s):
+    s.add_argument("--variant", default="maskclip", choices=DENSE_VARIANTS)
+    s.add_argument("--demo-sizes", nargs="+", type=int, default=[64, 128])
+    s.add_argument("--huge-sizes", nargs="+", type=int, default=[224])
+    for q in (a, d, s):
         q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
-    accuracy(args) if args.command == "accuracy" else speed(args)
+    {"accuracy": accuracy, "dense": dense, "speed": speed}[args.command](args)
 
 
 if __name__ == "__main__":

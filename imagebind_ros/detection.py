@@ -50,13 +50,21 @@ from .synthetic import SyntheticWorld
 
 # (N, 3, S, S) normalised float32 batch -> (N, D) unit-norm embeddings
 VisionEncoder = Callable[[np.ndarray], np.ndarray]
+# (1, 3, H, W) normalised float32 frame -> (1, H/p, W/p, D) unit-norm patch embeddings
+DenseEncoder = Callable[[np.ndarray], np.ndarray]
 LOCALIZERS = ("map", "windows")
+METHODS = ("windows", "dense")
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """How regions are made and scored; every field is a node parameter."""
 
+    # "windows": embed many crops; "dense": one forward, every patch is a region.
+    method: str = "windows"
+    # Dense: short sides (pixels) of the frame fed to the encoder, one forward each (the
+    # position embedding is resized); 0 = the encoder's training size.
+    dense_sizes: tuple[int, ...] = (0,)
     # Window sides as fractions of the short image side, smallest first.
     scales: tuple[float, ...] = (0.1, 0.14, 0.2, 0.28)
     # Grid step as a fraction of the window side (0.25 = windows overlap by 75 %).
@@ -88,6 +96,10 @@ class DetectorConfig:
         if self.max_regions < 1 or self.batch_size < 1 or self.max_detections < 1:
             raise ValueError("max_regions, batch_size and max_detections must be >= 1, got "
                              f"{self.max_regions}, {self.batch_size}, {self.max_detections}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not self.dense_sizes or any(s < 0 for s in self.dense_sizes):
+            raise ValueError(f"dense_sizes must be >= 0 pixels, got {self.dense_sizes}")
         if self.localize not in LOCALIZERS:
             raise ValueError(f"localize must be one of {LOCALIZERS}, got {self.localize!r}")
         if not 0 < self.map_threshold < 1:
@@ -141,6 +153,8 @@ class FrameRegions:
     embeddings: np.ndarray  # (N, D) float32 unit norm
     image_hw: tuple[int, int]
     image: np.ndarray | None = None  # the frame itself (box refinement looks at its pixels)
+    # dense: the (rows, cols) patch grid of each forward, in the order of ``embeddings``
+    grids: tuple[tuple[int, int], ...] = ()
     mean: np.ndarray = field(init=False)  # unit-norm mean window embedding ("background")
 
     def __post_init__(self) -> None:
@@ -285,16 +299,22 @@ class RegionDetector:
     """Windows of a frame -> embeddings (once) -> detections for any number of prompts."""
 
     def __init__(self, encode: VisionEncoder, vision: VisionConfig,
-                 config: DetectorConfig | None = None) -> None:
+                 config: DetectorConfig | None = None, dense: DenseEncoder | None = None
+                 ) -> None:
         self.encode = encode
         self.vision = vision
         self.config = config or DetectorConfig()
+        self.dense = dense
+        if self.config.method == "dense" and dense is None:
+            raise ValueError("method 'dense' needs a dense encoder (patch embeddings)")
 
     def regions(self, image: np.ndarray, progress: Callable[[int], None] | None = None
                 ) -> FrameRegions:
         """Embed every window of ``image``; ``progress(n)`` is told of each batch done."""
         image = check_image(image)
         cfg = self.config
+        if cfg.method == "dense":
+            return self._dense_regions(image, progress)
         levels = pyramid(image.shape[:2], self.vision.image_size, cfg)
         boxes = np.concatenate([lv.boxes() for lv in levels]).astype(np.float32)
         chunks: list[np.ndarray] = []
@@ -319,6 +339,34 @@ class RegionDetector:
             run(left)
         return FrameRegions(boxes, np.concatenate(chunks), image.shape[:2], image)
 
+    def _dense_regions(self, image: np.ndarray, progress: Callable[[int], None] | None
+                       ) -> FrameRegions:
+        """One forward per ``dense_sizes`` entry; every patch is a region (its cell's box)."""
+        assert self.dense is not None
+        boxes, chunks, grids = [], [], []
+        for side in self.config.dense_sizes:
+            x, (sy, sx) = dense_tensor(image, side or self.vision.image_size, self.vision)
+            emb = np.asarray(self.dense(x), np.float32)
+            if emb.ndim != 4 or emb.shape[0] != 1:
+                raise ValueError(f"dense encoder returned shape {emb.shape}, expected "
+                                 "(1, rows, cols, D)")
+            gh, gw = emb.shape[1:3]
+            p = self.vision.kernel_size[1]
+            ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+            cells = np.stack([xs, ys, xs + 1, ys + 1], -1).reshape(-1, 4) * p
+            boxes.append(cells / np.array([sx, sy, sx, sy]))
+            chunks.append(emb.reshape(gh * gw, -1))
+            grids.append((gh, gw))
+            if progress is not None:
+                progress(gh * gw)
+        return FrameRegions(np.concatenate(boxes).astype(np.float32), np.concatenate(chunks),
+                            image.shape[:2], image, tuple(grids))
+
+    def similarity(self, regions: FrameRegions, prompt: np.ndarray) -> np.ndarray:
+        """(H, W) similarity map of a prompt over the frame (NaN where no region covers):
+        window scores averaged per pixel, or the patch grids' scores resized bilinearly."""
+        return frame_map(regions, self.scores(regions, prompt))
+
     def scores(self, regions: FrameRegions, prompt: np.ndarray) -> np.ndarray:
         """Cosine of every window with the prompt, after optional background subtraction."""
         p = check_vector(prompt, regions.embeddings.shape[1])
@@ -333,8 +381,7 @@ class RegionDetector:
         cfg = self.config
         s = self.scores(regions, prompt.vector)
         if cfg.localize == "map":
-            found = map_regions(regions.boxes, s, regions.image_hw, cfg.map_threshold,
-                                cfg.max_detections)
+            found = map_regions(frame_map(regions, s), cfg.map_threshold, cfg.max_detections)
             boxes = np.array([self._refined(regions, b, m) for b, m in found]).reshape(-1, 4)
             scores = np.array([_best_inside(regions.boxes, s, b) for b in boxes])
         else:
@@ -392,15 +439,61 @@ def similarity_map(boxes: np.ndarray, scores: np.ndarray, hw: tuple[int, int]) -
         return np.where(count > 0.5, total / np.maximum(count, 1), np.nan)
 
 
-def map_regions(boxes: np.ndarray, scores: np.ndarray, hw: tuple[int, int],
-                threshold: float, max_regions: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(box, mask) of the regions that stand out in the similarity map, strongest first.
+def frame_map(regions: FrameRegions, scores: np.ndarray) -> np.ndarray:
+    """(H, W) map of per-region scores: dense patch grids resized bilinearly (the mean over
+    grids), windows through ``similarity_map``."""
+    if not regions.grids:
+        return similarity_map(regions.boxes, scores, regions.image_hw)
+    h, w = regions.image_hw
+    out = np.zeros((h, w), np.float64)
+    start = 0
+    for gh, gw in regions.grids:
+        cell = np.asarray(scores[start:start + gh * gw], np.float32).reshape(gh, gw)
+        out += cv2.resize(cell, (w, h), interpolation=cv2.INTER_LINEAR)
+        start += gh * gw
+    return out / len(regions.grids)
+
+
+def dense_tensor(image: np.ndarray, short_side: int, vision: VisionConfig
+                 ) -> tuple[np.ndarray, tuple[float, float]]:
+    """The frame resized (aspect kept, both sides multiples of the patch size) so its short
+    side is about ``short_side``, normalised: ((1, 3, H', W') float32, (H'/H, W'/W))."""
+    p = vision.kernel_size[1]
+    h, w = image.shape[:2]
+    f = short_side / min(h, w)
+    size = (max(p, round(h * f / p) * p), max(p, round(w * f / p) * p))
+    plane = _resize(image, size).astype(np.float32)
+    plane = (plane - np.asarray(vision.mean, np.float32) * 255) / (
+        np.asarray(vision.std, np.float32) * 255)
+    x = np.ascontiguousarray(plane.transpose(2, 0, 1)[None])
+    return x, (size[0] / h, size[1] / w)
+
+
+def heatmap(image: np.ndarray, m: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """An RGB picture of a similarity map over the image: the map's range stretched to
+    OpenCV's JET colours (blue low, red high), blended ``alpha`` over the frame."""
+    image = check_image(image)
+    m = np.asarray(m, np.float64)
+    if m.shape != image.shape[:2]:
+        raise ValueError(f"map of shape {m.shape} for an image of {image.shape[:2]}")
+    ok = np.isfinite(m)
+    lo, hi = (float(m[ok].min()), float(m[ok].max())) if ok.any() else (0.0, 0.0)
+    u = np.where(ok, (m - lo) / (hi - lo) if hi > lo else 0.0, 0.0)
+    colours = cv2.applyColorMap(np.round(u * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.addWeighted(cv2.cvtColor(colours, cv2.COLOR_BGR2RGB), alpha, image,
+                           1 - alpha, 0)
+
+
+def map_regions(m: np.ndarray, threshold: float, max_regions: int
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(box, mask) of the regions that stand out in the (H, W) similarity map ``m`` (NaN:
+    not covered), strongest first.
 
     Regions are the connected parts above ``median + threshold * (peak - median)``; each
     one's extent is then taken at the same fraction of ITS OWN peak, so a second, weaker
     object gets a box as complete as the strongest one's. At most ``max_regions``.
     """
-    m = similarity_map(boxes, scores, hw)
+    hw = m.shape
     valid = np.isfinite(m)
     if not valid.any():
         return []
@@ -531,7 +624,7 @@ def evaluate_synthetic(detector: RegionDetector, world: SyntheticWorld,
 
     Scenes come from a random stream of their own (``seed``), not from any training split.
     """
-    dets = {name: RegionDetector(detector.encode, detector.vision, cfg)
+    dets = {name: RegionDetector(detector.encode, detector.vision, cfg, detector.dense)
             for name, cfg in (variants or {"": detector.config}).items()}
     trials: list[Trial] = []
     root = np.random.default_rng([world.seed, 0xDE7EC7, seed])

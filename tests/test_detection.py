@@ -113,12 +113,12 @@ def test_map_regions_finds_planted_regions_strongest_first() -> None:
     # a window's score: how much of it each target fills (the second one weaker)
     cover = _inside_fraction(boxes, targets)
     scores = cover[:, 0] + 0.6 * cover[:, 1]
-    found = map_regions(boxes, scores, hw, threshold=0.5, max_regions=3)
+    found = map_regions(similarity_map(boxes, scores, hw), threshold=0.5, max_regions=3)
     assert len(found) == 2
     for (box, mask), target in zip(found, targets):
         assert box_iou(box, target)[0, 0] > 0.6
         assert mask.dtype == bool and mask.shape == hw
-    assert map_regions(boxes, np.zeros(len(boxes)), hw, 0.5, 3) == []
+    assert map_regions(similarity_map(boxes, np.zeros(len(boxes)), hw), 0.5, 3) == []
 
 
 def _inside_fraction(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -265,3 +265,39 @@ def test_demo_model_audio_and_text_prompts_find_the_object() -> None:
     for modality in makers:
         rate = np.mean([t.hit for t in trials if t.modality == modality])
         assert rate >= 0.65, f"{modality} prompts: {rate:.2f} of top detections hit"
+
+
+def test_dense_method_one_forward_finds_planted_objects_and_draws_heatmap() -> None:
+    """method 'dense': the 'patch embeddings' of an analytic encoder (a patch's mean colour
+    as red/green/blue/grey) come from ONE call per frame; the prompt's map is the grid resized
+    to the frame, its region the painted object."""
+    from imagebind_ros.detection import heatmap
+
+    img, truth = planted_scene()
+    calls = []
+
+    def dense(x: np.ndarray) -> np.ndarray:
+        calls.append(x.shape)
+        p = VISION.kernel_size[1]
+        b, c, h, w = x.shape
+        cells = x.reshape(b, c, h // p, p, w // p, p).mean((3, 5)).transpose(0, 2, 3, 1)
+        emb = np.concatenate([cells, np.full(cells.shape[:3] + (1,), 0.5)], -1)
+        emb = np.maximum(emb, 0) + 1e-3
+        return emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+
+    det = RegionDetector(lambda x: None, VISION, DetectorConfig(
+        method="dense", dense_sizes=(240,), refine_iterations=0, map_threshold=0.6), dense)
+    regions = det.regions(img)
+    assert len(calls) == 1 and calls[0][2:] == (238, 322)  # multiples of the 14-px patch
+    prompts = [Prompt("red", "text", np.array([1.0, 0, 0, 0])),
+               Prompt("blue", "audio", np.array([0, 0, 1.0, 0]))]
+    best = {d.label: d for d in det.detect_all(regions, prompts)}
+    assert len(calls) == 1
+    for label, d in best.items():
+        assert box_iou(d.box, truth[label])[0, 0] >= 0.6, (label, d.box)
+    heat = heatmap(img, det.similarity(regions, prompts[0].vector))
+    assert heat.shape == img.shape and heat.dtype == np.uint8
+    x0, y0, x1, y1 = truth["red"]
+    assert heat[y0:y1, x0:x1, 0].mean() > heat[:, :, 0].mean() + 30  # red end of JET
+    with pytest.raises(ValueError, match="dense encoder"):
+        RegionDetector(lambda x: None, VISION, DetectorConfig(method="dense"))

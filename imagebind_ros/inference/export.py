@@ -287,3 +287,35 @@ def _run_cli(args: argparse.Namespace) -> int:
     print(f"wrote {manifest.precision} export of {manifest.config.name}{int8} to "
           f"{manifest.directory} (manifest {path.name})")
     return 0
+
+
+def export_dense_onnx(model: ImageBindModel, path: str | os.PathLike[str],
+                      variant: str = "maskclip", hw: tuple[int, int] | None = None,
+                      opset: int = OPSET) -> Path:
+    """The dense vision output (``DenseVisionEncoder``) as a second graph: one (1, 3, H, W)
+    frame of a fixed size ``hw`` (default: the training size; the resized position embedding is a
+    constant of the graph) -> (1, H/p, W/p, D) unit-norm patch embeddings. Checked against
+    torch with ONNX Runtime."""
+    from ..model.dense import DenseVisionEncoder
+
+    enc = DenseVisionEncoder(single_modality_model(model, "vision"), variant).eval()
+    side = model.config.vision.image_size
+    h, w = hw or (side, side)
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = enc(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            enc, (x,), dynamo=True, opset_version=opset, input_names=["vision"],
+            output_names=["patch_embeddings"], optimize=True, verbose=False)
+    if program is None:
+        raise ExportError("torch.onnx.export returned nothing for the dense vision output")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path), external_data=module_bytes(enc) > EXTERNAL_DATA_BYTES)
+    entry = EncoderEntry(file=path.name, sha256="", size=0, input_name="vision",
+                         input_shape=[1, 3, h, w], input_dtype="float32",
+                         output_name="patch_embeddings", output_shape=[*expected.shape])
+    _check_with_onnxruntime(path, entry, x, expected, 1e-4)
+    return path

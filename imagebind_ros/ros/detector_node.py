@@ -22,12 +22,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -36,9 +37,11 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from imagebind_ros import decode as dec
-from imagebind_ros.detection import (LOCALIZERS, Detection, DetectorConfig, Level, Prompt,
-                                     RegionDetector, check_vector, draw_detections, pyramid)
+from imagebind_ros.detection import (LOCALIZERS, METHODS, Detection, DetectorConfig, Level,
+                                     Prompt, RegionDetector, check_vector, draw_detections,
+                                     heatmap, pyramid)
 from imagebind_ros.embedder import Embedder, RecentAudio
+from imagebind_ros.model.dense import DenseVisionEncoder
 from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
@@ -65,14 +68,16 @@ class DetectorNode(Node):
         self.config = self.shared.config
         try:
             det_cfg = DetectorConfig(**{k: self.p[k] for k in DETECTION_FIELDS
-                                        if k in self.p and k != "scales"},
+                                        if k in self.p and k not in ("scales", "dense_sizes")},
                                      batch_size=self.p["region_batch_size"],
-                                     scales=tuple(self.p["scales"]))
+                                     scales=tuple(self.p["scales"]),
+                                     dense_sizes=tuple(self.p["dense_sizes"]))
+            self.detector = RegionDetector(
+                lambda x: self.shared.encode("vision", x),
+                self.config.modality("vision"),  # type: ignore[arg-type]
+                det_cfg, self._dense_encoder() if det_cfg.method == "dense" else None)
         except (ValueError, TypeError) as e:
             raise StartupError(f"detection parameters: {e}") from None
-        self.detector = RegionDetector(lambda x: self.shared.encode("vision", x),
-                                       self.config.modality("vision"),  # type: ignore[arg-type]
-                                       det_cfg)
         self.embedder = Embedder(self.shared.encode, self.config)
         self.dim = self.config.out_embed_dim
         self._prompts: OrderedDict[str, Prompt] = OrderedDict()
@@ -85,6 +90,8 @@ class DetectorNode(Node):
                                               RELIABLE_QOS)
         self._img_pub = (self.create_publisher(Image, self.p["image_topic"], RELIABLE_QOS)
                          if self.p["publish_image"] else None)
+        self._heat_pub = (self.create_publisher(Image, "~/heatmap", RELIABLE_QOS)
+                          if self.p["publish_heatmap"] else None)
         self._subscribe()
         self._initial_prompts()
         self.create_service(SetPrompt, "~/set_prompt", self._on_set_prompt,
@@ -97,8 +104,7 @@ class DetectorNode(Node):
             else ""
         self.get_logger().info(
             f"detecting in {self.p['camera.topic']} with {self.shared.describe()}; "
-            f"{sum(len(lv.origins) for lv in self._levels((480, 640)))} windows per 640x480 "
-            f"frame; prompts: {', '.join(self.prompt_labels()) or 'none yet'}.{note}")
+            f"{self._regions_note()}; prompts: {', '.join(self.prompt_labels()) or 'none yet'}.{note}")
 
     # ------------------------------------------------------------------ setup
 
@@ -130,6 +136,14 @@ class DetectorNode(Node):
         d("max_rate_hz", 2.0, "most frames processed per second (0 = as fast as possible); "
           "newer frames replace unprocessed ones", read_only=False)
         d("max_image_bytes", dec.MAX_IMAGE_BYTES, "larger images are dropped")
+        d("method", base.method, f"{' or '.join(METHODS)}: embed sliding windows, or one "
+          "forward whose patch embeddings are the regions (needs the torch backend)")
+        d("dense_sizes", list(base.dense_sizes), "dense: short sides in pixels of the frame "
+          "fed to the encoder, one forward each (0 = the encoder's training size)")
+        d("dense_variant", "maskclip", "dense: last-block reading (plain, maskclip, sclip, "
+          "clearclip, naclip)")
+        d("publish_heatmap", True, "publish ~/heatmap: the newest prompt's similarity map "
+          "over the frame (rgb8)")
         d("scales", list(base.scales), "window sides as fractions of the short image side")
         d("stride", base.stride, "window grid step as a fraction of the window side")
         d("max_regions", base.max_regions, "most windows per frame (the grid is coarsened, "
@@ -146,6 +160,25 @@ class DetectorNode(Node):
         d("min_score", base.min_score, "detections with a lower cosine are dropped")
         d("nms_iou", base.nms_iou, "non-maximum suppression overlap")
         return p
+
+    def _dense_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self.shared.model is None:
+            raise ValueError("method 'dense' needs a torch model (backend torch), this "
+                             f"node has {self.shared.describe()}")
+        enc = DenseVisionEncoder(self.shared.model, self.p["dense_variant"])
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return enc(torch.from_numpy(x)).numpy()
+        return run
+
+    def _regions_note(self) -> str:
+        cfg = self.detector.config
+        if cfg.method == "dense":
+            return (f"dense ({self.p['dense_variant']}, short sides "
+                    f"{', '.join(str(s) for s in cfg.dense_sizes)} px)")
+        n = sum(len(lv.origins) for lv in self._levels((480, 640)))
+        return f"{n} windows per 640x480 frame"
 
     def _levels(self, hw: tuple[int, int]) -> list[Level]:
         return pyramid(hw, self.detector.vision.image_size, self.detector.config)
@@ -315,7 +348,11 @@ class DetectorNode(Node):
         rgb = dec.as_rgb8(dec.decode_picture(msg, self.p["max_image_bytes"]))
         dets: list[Detection] = []
         if prompts:
-            dets = self.detector.detect_all(self.detector.regions(rgb), prompts)
+            regions = self.detector.regions(rgb)
+            dets = self.detector.detect_all(regions, prompts)
+            if self._heat_pub is not None:
+                heat = heatmap(rgb, self.detector.similarity(regions, prompts[-1].vector))
+                self._heat_pub.publish(cv.numpy_to_image(heat, "rgb8", msg.header))
         header = msg.header
         self._det_pub.publish(Detection2DArray(header=header, detections=[
             Detection2D(header=header, results=[ClassHypothesis(
