@@ -104,7 +104,8 @@ class DetectorNode(Node):
             else ""
         self.get_logger().info(
             f"detecting in {self.p['camera.topic']} with {self.shared.describe()}; "
-            f"{self._regions_note()}; prompts: {', '.join(self.prompt_labels()) or 'none yet'}.{note}")
+            f"{self._regions_note()}; prompts: "
+            f"{', '.join(self.prompt_labels()) or 'none yet'}.{note}")
 
     # ------------------------------------------------------------------ setup
 

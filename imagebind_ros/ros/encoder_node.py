@@ -35,9 +35,9 @@ from imagebind_ros import modalities
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
-                                          declare, labels_from, run_node, sensor_qos,
-                                          warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, LabelParameters,
+                                          StartupError, WarnLimiter, declare, labels_from,
+                                          run_node, sensor_qos, warn_key)
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -71,7 +71,7 @@ class ModalityStats:
         default_factory=lambda: collections.deque(maxlen=2000))
 
 
-class EncoderNode(Node):
+class EncoderNode(LabelParameters, Node):
     """Embeds camera, depth, thermal, audio and IMU streams with one shared model."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -329,38 +329,15 @@ class EncoderNode(Node):
 
     def _on_parameters(self, params: list[Parameter]) -> SetParametersResult:
         new = {p.name: p.value for p in params}
-        if {"labels", "labels_file", "templates"} & set(new):
-            labels = new.get("labels", self.p["labels"]) or []
-            labels_file = new.get("labels_file", self.p["labels_file"])
-            templates = new.get("templates", self.p["templates"])
-            try:
-                self._apply_labels(labels_from(labels, labels_file), templates)
-            except (ValueError, StartupError) as e:
-                self._warn.warn("labels", f"label change refused: {e}")
-                return SetParametersResult(successful=False, reason=str(e))
+        refused = self._label_parameters_refused(new)
+        if refused is not None:
+            return refused
         for name, value in new.items():
             if name.endswith(".max_rate_hz"):
                 self.mailbox.set_max_rate(name.split(".")[0], float(value))
             if name in self.p:
                 self.p[name] = value if value is not None else []
         return SetParametersResult(successful=True)
-
-    def _on_set_labels(self, req: SetLabels.Request, resp: SetLabels.Response
-                       ) -> SetLabels.Response:
-        try:
-            resp.message = self._apply_labels(list(req.labels), list(req.templates) or None)
-        except ValueError as e:
-            self._warn.warn("labels", f"set_labels refused: {e}")
-            resp.success, resp.message = False, str(e)
-            return resp
-        resp.success = True
-        assert self.classifier is not None
-        # keep the parameters telling the truth (the callback sees no change to embed)
-        self.set_parameters([
-            Parameter("labels", Parameter.Type.STRING_ARRAY, list(self.classifier.labels)),
-            Parameter("templates", Parameter.Type.STRING_ARRAY,
-                      list(self.classifier.templates))])
-        return resp
 
     def _on_embed_text(self, req: EmbedText.Request, resp: EmbedText.Response
                        ) -> EmbedText.Response:

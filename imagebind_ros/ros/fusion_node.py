@@ -45,8 +45,9 @@ from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.msg import ClassHypothesis, Embedding, FusionContributors, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, WarnLimiter, declare,
-                                          labels_from, run_node, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, LabelParameters, StartupError,
+                                          WarnLimiter, declare, labels_from, run_node,
+                                          warn_key)
 from imagebind_ros.srv import SetLabels
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
@@ -116,7 +117,7 @@ def status_level(states: Mapping[str, str], has_labels: bool) -> tuple[int, str]
     return DiagnosticStatus.OK, f"fusing {', '.join(alive)}"
 
 
-class FusionNode(Node):
+class FusionNode(LabelParameters, Node):
     """Fuses the latest embeddings of every sensor into one scene embedding and label."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -274,34 +275,13 @@ class FusionNode(Node):
 
     def _on_parameters(self, params: list[Parameter]) -> SetParametersResult:
         new = {p.name: p.value for p in params}
-        if {"labels", "labels_file", "templates"} & set(new):
-            labels = new.get("labels", self.p["labels"]) or []
-            labels_file = new.get("labels_file", self.p["labels_file"])
-            templates = new.get("templates", self.p["templates"])
-            try:
-                self._apply_labels(labels_from(labels, labels_file), templates)
-            except (ValueError, StartupError) as e:
-                self._warn.warn("labels", f"label change refused: {e}")
-                return SetParametersResult(successful=False, reason=str(e))
+        refused = self._label_parameters_refused(new)
+        if refused is not None:
+            return refused
         for name, value in new.items():
             if name in self.p:
                 self.p[name] = value if value is not None else []
         return SetParametersResult(successful=True)
-
-    def _on_set_labels(self, req: SetLabels.Request, resp: SetLabels.Response
-                       ) -> SetLabels.Response:
-        try:
-            resp.message = self._apply_labels(list(req.labels), list(req.templates) or None)
-        except ValueError as e:
-            self._warn.warn("labels", f"set_labels refused: {e}")
-            resp.success, resp.message = False, str(e)
-            return resp
-        resp.success = True
-        self.set_parameters([
-            Parameter("labels", Parameter.Type.STRING_ARRAY, list(self.classifier.labels)),
-            Parameter("templates", Parameter.Type.STRING_ARRAY,
-                      list(self.classifier.templates))])
-        return resp
 
     # ------------------------------------------------------------------ inputs
 

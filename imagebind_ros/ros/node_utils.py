@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -102,6 +102,43 @@ def labels_from(labels: Sequence[str], labels_file: str) -> list[str]:
         except OSError as e:
             raise StartupError(f"cannot read labels_file {labels_file!r}: {e}") from None
     return []
+
+
+class LabelParameters:
+    """The ``labels``/``labels_file``/``templates`` parameters and ``~/set_labels`` of a node
+    that scores with a ``ZeroShotClassifier`` (``self.classifier``); the node supplies
+    ``_apply_labels(labels, templates) -> message`` (ValueError keeps the old set), ``self.p``
+    and ``self._warn``."""
+
+    def _label_parameters_refused(self, new: dict[str, Any]) -> SetParametersResult | None:
+        """Apply a change of the label parameters; the refusal to return, or None."""
+        if not {"labels", "labels_file", "templates"} & set(new):
+            return None
+        labels = new.get("labels", self.p["labels"]) or []
+        labels_file = new.get("labels_file", self.p["labels_file"])
+        templates = new.get("templates", self.p["templates"])
+        try:
+            self._apply_labels(labels_from(labels, labels_file), templates)
+        except (ValueError, StartupError) as e:
+            self._warn.warn("labels", f"label change refused: {e}")
+            return SetParametersResult(successful=False, reason=str(e))
+        return None
+
+    def _on_set_labels(self, req: Any, resp: Any) -> Any:
+        """``~/set_labels``: switch the label set and keep the parameters telling the truth
+        (the parameter callback then sees no change to embed)."""
+        try:
+            resp.message = self._apply_labels(list(req.labels), list(req.templates) or None)
+        except ValueError as e:
+            self._warn.warn("labels", f"set_labels refused: {e}")
+            resp.success, resp.message = False, str(e)
+            return resp
+        resp.success = True
+        self.set_parameters([
+            Parameter("labels", Parameter.Type.STRING_ARRAY, list(self.classifier.labels)),
+            Parameter("templates", Parameter.Type.STRING_ARRAY,
+                      list(self.classifier.templates))])
+        return resp
 
 
 def warn_key(text: str) -> str:
