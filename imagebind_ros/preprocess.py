@@ -258,9 +258,29 @@ def audio_to_tensor(waveform: np.ndarray, sample_rate: int, cfg: AudioConfig) ->
     so when clips overlap (recordings shorter than clips_per_video * clip_duration) a later
     clip sees the offset already removed from an earlier one. We do the same (on our copy).
     """
+    return _reference_clips(_resampled(waveform, sample_rate, cfg), cfg)
+
+
+def _reference_clips(wav: torch.Tensor, cfg: AudioConfig) -> torch.Tensor:
+    return torch.stack([_melspec(wav[:, a:b], cfg) for a, b in clip_bounds(wav.shape[1], cfg)])
+
+
+def _clip_samples(cfg: AudioConfig) -> int:
+    return int(Fraction(cfg.clip_duration) * cfg.sample_rate)
+
+
+def audio_to_clips(waveform: np.ndarray, sample_rate: int, cfg: AudioConfig) -> torch.Tensor:
+    """What the encoder needs: one clip (1, 1, mel, T) for a recording no longer than
+    cfg.clip_duration (a live window), audio_to_tensor's clips for a longer one.
+
+    The reference cuts a short recording into clips_per_video copies of the same samples
+    and averages their embeddings; one copy gives that embedding within float rounding at a
+    third of the encoder's work.
+    """
     wav = _resampled(waveform, sample_rate, cfg)
-    clips = [_melspec(wav[:, a:b], cfg) for a, b in clip_bounds(wav.shape[1], cfg)]
-    return torch.stack(clips)
+    if wav.shape[1] <= _clip_samples(cfg):
+        return _melspec(wav, cfg).unsqueeze(0)
+    return _reference_clips(wav, cfg)
 
 
 def audio_window_to_tensor(waveform: np.ndarray, sample_rate: int,
@@ -273,8 +293,7 @@ def audio_window_to_tensor(waveform: np.ndarray, sample_rate: int,
     so give a little more than clip_duration when its rate differs from cfg.sample_rate.
     """
     wav = _resampled(waveform, sample_rate, cfg)
-    n = int(Fraction(cfg.clip_duration) * cfg.sample_rate)
-    return _melspec(wav[:, -n:], cfg).unsqueeze(0)
+    return _melspec(wav[:, -_clip_samples(cfg):], cfg).unsqueeze(0)
 
 
 def load_audio(source: FileLike) -> tuple[np.ndarray, int]:

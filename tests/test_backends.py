@@ -11,6 +11,9 @@ import torch
 
 from ros_required import require
 
+from imagebind_ros import modalities
+from imagebind_ros import preprocess as pp
+from imagebind_ros.decode import Sound
 from imagebind_ros.inference import BackendUnavailable, create_backend
 from imagebind_ros.inference.export import export_onnx
 from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
@@ -21,7 +24,7 @@ from imagebind_ros.model import create_model
 require("onnxscript", "torch's dynamo ONNX exporter needs it")
 require("onnxruntime")
 
-MODS = ("vision", "text", "imu")
+MODS = ("vision", "text", "audio", "imu")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,24 @@ def test_onnxruntime_fp32_matches_torch(model: torch.nn.Module, onnx_dir: Path,
     assert got.dtype == np.float32 and got.shape == (5, model.config.out_embed_dim)
     np.testing.assert_allclose(got, model.encode(modality, x).detach().numpy(), atol=1e-4,
                                rtol=0)
+
+
+def test_live_audio_window_runs_one_clip_and_matches_three_identical_clips(
+        model: torch.nn.Module, onnx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2-s window is encoded as one clip on every runtime, and its embedding is the one
+    of the reference's three clips of the same samples (the model's clip average)."""
+    sr = 16000
+    window = (0.3 * np.sin(np.arange(2 * sr) * 0.07)).astype(np.float32)
+    want = model.encode("audio", pp.audio_to_tensor(window, sr, model.config.audio)[None])
+    x = modalities.to_batch("audio", [Sound(window, sr)], model.config)
+    for backend in (create_backend("torch", model=model, device="cpu"),
+                    create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=["audio"])):
+        rows: list[int] = []
+        run = backend._run
+        monkeypatch.setattr(backend, "_run", lambda m, a: rows.append(len(a)) or run(m, a))
+        got = backend.encode("audio", x)
+        assert rows == [1]
+        np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-5, rtol=0)
 
 
 def test_torch_backend_is_the_model(model: torch.nn.Module) -> None:
@@ -123,8 +144,8 @@ def test_create_backend_errors(model: torch.nn.Module, onnx_dir: Path) -> None:
         create_backend("onnxruntime", onnx_dir=onnx_dir, precision="bf16")
     with pytest.raises(ValueError, match="int8 runs on the onnxruntime backend"):
         create_backend("torch", model=model, precision="int8")
-    with pytest.raises(KeyError, match=r"\['audio'\] are not in export"):
-        create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=["audio"])
+    with pytest.raises(KeyError, match=r"\['depth'\] are not in export"):
+        create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=["depth"])
     with pytest.raises(BackendUnavailable, match="no backend can run here"):
         create_backend("auto")
 

@@ -1,7 +1,9 @@
 """ONNX export of the modality encoders (writes what ``manifest`` describes and reads).
 
 One ONNX file per modality: the preprocessed tensor in (dynamic batch), the unit-norm
-embedding out. Feature extraction (fbank, resizing, tokenising) stays outside the graph, in
+embedding out. The audio graph takes one clip per row (``ModalitySpec.encoder_shape``):
+``Backend.encode`` runs a recording's clips as rows and averages them, so a live window
+costs one clip on every runtime. Feature extraction (fbank, resizing, tokenising) stays outside the graph, in
 ``imagebind_ros.preprocess``, so every backend shares one preprocessing implementation.
 
 The exporter is ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript): on these
@@ -96,7 +98,9 @@ def _export_one(model: ImageBindModel, modality: str, path: Path, opset: int,
     single = single_modality_model(model, modality)
     encoder = single.encoder(modality).eval()  # a fresh nn.Module starts in train mode
     gen = torch.Generator().manual_seed(0)
-    x = spec(modality).example(model.config, batch=2, generator=gen)
+    x = spec(modality).example(model.config, batch=2, generator=gen, clips=1)
+    if spec(modality).clips:  # one clip per row; Backend.encode averages a sample's clips
+        x = x[:, 0]
     with torch.inference_mode():
         expected = encoder(x)
     external = external_data
@@ -119,7 +123,7 @@ def _export_one(model: ImageBindModel, modality: str, path: Path, opset: int,
     got = _default_opset(path)
     if got != opset:  # the exporter falls back silently when it cannot convert the opset
         raise ExportError(f"{path.name}: asked for opset {opset}, the exporter wrote {got}")
-    shape_in: list[int | str] = ["batch", *spec(modality).sample_shape(model.config)]
+    shape_in: list[int | str] = ["batch", *spec(modality).encoder_shape(model.config)]
     entry = EncoderEntry(
         file=path.name, sha256="", size=0, input_name=modality, input_shape=shape_in,
         input_dtype=str(spec(modality).dtype), output_name=OUTPUT_NAME,

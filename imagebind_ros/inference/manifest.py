@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..modalities import sample_shape
+from ..modalities import encoder_shape
 from ..model import ImageBindConfig, TrunkConfig
 
 MANIFEST_FORMAT = "imagebind_ros.onnx/1"
@@ -171,13 +171,14 @@ def _check_entry(manifest: Manifest, modality: str, e: EncoderEntry, verify: boo
     if modality not in manifest.config.modalities:
         raise ManifestError(f"manifest lists encoder {modality!r} but its config has no "
                             f"such modality ({', '.join(manifest.config.modalities)})")
-    want_in = ["batch", *sample_shape(manifest.config, modality)]
+    want_in = ["batch", *encoder_shape(manifest.config, modality)]
     want_out = ["batch", manifest.config.out_embed_dim]
     if list(e.input_shape) != want_in or list(e.output_shape) != want_out:
         raise ManifestError(
             f"manifest entry {modality!r} says input {e.input_shape} -> output "
             f"{e.output_shape}, but its config implies {want_in} -> {want_out}: the "
-            "manifest was edited or belongs to another export")
+            "manifest was edited or belongs to another export (audio graphs take one clip "
+            "per row: exports older than that need a re-export)")
     for name, sha, size in e.files:
         f = manifest.directory / name
         if not f.is_file():
