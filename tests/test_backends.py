@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_torch_backend_is_the_model(model: torch.nn.Module) -> None:
 
 def test_reduced_precisions_stay_close(model: torch.nn.Module, onnx_dir: Path) -> None:
     ref = create_backend("torch", model=model, device="cpu")
-    bf16 = create_backend("torch", model=model, device="cpu", precision="bf16")
+    bf16 = create_backend("torch", model=copy.deepcopy(model), device="cpu", precision="bf16")
     int8 = create_backend("onnxruntime", onnx_dir=onnx_dir, precision="int8")
     for m in MODS:
         x = _x(model, m, 6, seed=4)
@@ -100,6 +101,28 @@ def test_reduced_precisions_stay_close(model: torch.nn.Module, onnx_dir: Path) -
             assert np.abs(got - want).max() > 1e-4
         # Unit norm holds whatever the arithmetic precision.
         np.testing.assert_allclose(np.linalg.norm(int8.encode(m, x), axis=1), 1.0, atol=1e-6)
+
+
+def test_bf16_holds_matmul_weights_in_bf16_and_casts_none_per_call(
+        model: torch.nn.Module) -> None:
+    """bf16 weights are cast once (no weight-sized copy per call, which autocast makes for
+    fp32 weights), LayerNorms stay fp32, and the result stays within bf16 rounding."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ref = create_backend("torch", model=model, device="cpu")
+    own = copy.deepcopy(model)
+    bf16 = create_backend("torch", model=own, device="cpu", precision="bf16")
+    fc1 = own.modality_trunks["vision"].blocks[0].mlp.fc1
+    norm = own.modality_trunks["vision"].blocks[0].norm_1
+    assert fc1.weight.dtype == torch.bfloat16 and norm.weight.dtype == torch.float32
+    weights = {tuple(p.shape) for p in own.parameters() if p.ndim >= 2}
+    for m in ("vision", "audio"):
+        x = _x(model, m, 2, seed=8)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            got = bf16.encode(m, x)
+        casts = {tuple(e.input_shapes[0]) for e in prof.events() if e.name == "aten::_to_copy"}
+        assert casts and not weights & casts, casts  # inputs are cast, weights are not
+        assert _cos(got, ref.encode(m, x)).min() >= 0.999
 
 
 def test_batches_are_split_at_max_batch(model: torch.nn.Module, onnx_dir: Path) -> None:

@@ -10,6 +10,7 @@ import this module and ``manifest``; ``factory.create_backend`` imports them laz
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -129,6 +130,11 @@ class Backend(ABC):
             raise FloatingPointError(f"{self.describe()} produced non-finite or zero "
                                      f"embeddings for {modality} (reduced-precision overflow?)")
         return out / norms
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """The torch context that callers running the backend's torch model themselves
+        need (torch reduced precision); nothing for the other runtimes."""
+        return contextlib.nullcontext()
 
     def warmup(self, batch: int = 1) -> None:
         """Run every modality once, so first-call costs (allocation, autotuning) happen now."""

@@ -117,6 +117,12 @@ class ImageBindModel(nn.Module):
         """Unit-norm embeddings (B, out_embed_dim): what nodes publish and compare."""
         return F.normalize(self.forward_modality(modality, x), dim=-1)
 
+    def parts(self, modalities: tuple[str, ...] | list[str]) -> list[nn.Module]:
+        """The four stages of each of ``modalities`` (to cast, count or move them)."""
+        return [d[m] for d in (self.modality_preprocessors, self.modality_trunks,
+                               self.modality_heads, self.modality_postprocessors)
+                for m in modalities]
+
     def encoder(self, modality: str) -> ModalityEncoder:
         """A module with ``forward(x) -> unit-norm embedding`` for one modality (for export)."""
         return ModalityEncoder(self, modality)

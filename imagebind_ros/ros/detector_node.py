@@ -169,8 +169,8 @@ class DetectorNode(Node):
         enc = DenseVisionEncoder(self.shared.model, self.p["dense_variant"])
 
         def run(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return enc(torch.from_numpy(x)).numpy()
+            with torch.inference_mode(), self.shared.backend.autocast():
+                return enc(torch.from_numpy(x)).float().numpy()
         return run
 
     def _regions_note(self) -> str:
