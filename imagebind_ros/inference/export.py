@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ..modalities import spec
 from ..model import MODALITY_CONFIGS, ImageBindConfig, ImageBindModel, create_model
+from ..model.imagebind import state_prefixes
 from .manifest import EXTERNAL_DATA_BYTES, EncoderEntry, Manifest, load_manifest, sha256_file
 from .quantize import convert_fp16, derived_model
 
@@ -55,9 +56,7 @@ def single_modality_model(model: ImageBindModel, modality: str,
     single = ImageBindConfig(name=cfg.name, out_embed_dim=cfg.out_embed_dim,
                              **{m: (getattr(cfg, m) if m == modality else None)
                                 for m in MODALITY_CONFIGS})
-    prefixes = tuple(f"{part}.{modality}." for part in (
-        "modality_preprocessors", "modality_trunks", "modality_heads",
-        "modality_postprocessors"))
+    prefixes = state_prefixes([modality])
     state = {k: v.detach().to(dtype) for k, v in model.state_dict().items()
              if k.startswith(prefixes)}
     with torch.device("meta"):

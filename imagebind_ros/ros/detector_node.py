@@ -63,7 +63,7 @@ class DetectorNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self._warn = WarnLimiter(self.get_logger())
         self.p = self._declare_parameters()
-        self.shared = load_model(self.p, needs=("vision",))
+        self.shared = load_model(self.p, needs=("vision",), uses=("text", "audio"))
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         try:

@@ -78,7 +78,8 @@ class EncoderNode(LabelParameters, Node):
         super().__init__(NODE_NAME, **kwargs)
         self._warn = WarnLimiter(self.get_logger())
         self._declare_parameters()
-        self.shared = load_model(self.p)
+        # its sensors, and text for the labels and ~/embed_text
+        self.shared = load_model(self.p, uses=(*self.p["modalities"], "text"))
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         self.modalities = self._check_modalities()

@@ -124,7 +124,7 @@ class FusionNode(LabelParameters, Node):
         super().__init__(NODE_NAME, **kwargs)
         self._warn = WarnLimiter(self.get_logger())
         self._declare_parameters()
-        self.shared: SharedModel = load_model(self.p, needs=("text",))
+        self.shared: SharedModel = load_model(self.p, needs=("text",), uses=())
         self.model_id = self.shared.model_id
         self.config = self._fusion_config()
         self.calibration = self._load_calibration(self.p["calibration_file"])

@@ -40,16 +40,20 @@ def has_model(p: dict[str, Any]) -> bool:
     return bool(p["checkpoint"] or p["preset"] or p["onnx_dir"])
 
 
-def load_model(p: dict[str, Any], needs: Sequence[str] = ()) -> SharedModel:
-    """The shared model of these parameters; StartupError if none is set or it lacks one of
-    the ``needs`` modalities."""
+def load_model(p: dict[str, Any], needs: Sequence[str] = (),
+               uses: Sequence[str] | None = None) -> SharedModel:
+    """The shared model of these parameters with the encoders of ``needs`` and ``uses``
+    loaded (``uses=None``: every encoder); StartupError if no model is set or it lacks
+    one of the ``needs``. A node asks only for what it encodes: a robot without a thermal
+    camera never loads the thermal encoder."""
     if not has_model(p):
         raise StartupError("no model: set the 'checkpoint' parameter (or 'onnx_dir' for an "
                            "export, or 'preset' for a random-init test model)")
     threads = p["threads"] if p["threads"] >= 0 else max(1, (os.cpu_count() or 2) - 1)
     shared = get_shared_model(p["checkpoint"] or None, p["preset"] or None, p["backend"],
                               p["onnx_dir"] or None, p["precision"] or None,
-                              p["device"] or None, threads)
+                              p["device"] or None, threads,
+                              None if uses is None else (*needs, *uses))
     missing = [m for m in needs if m not in shared.modalities]
     if missing:
         raise StartupError(f"model {shared.model_id} has no {', '.join(missing)} encoder "
