@@ -3,8 +3,9 @@
 One ONNX file per modality: the preprocessed tensor in (dynamic batch), the unit-norm
 embedding out. The audio graph takes one clip per row (``ModalitySpec.encoder_shape``):
 ``Backend.encode`` runs a recording's clips as rows and averages them, so a live window
-costs one clip on every runtime. Feature extraction (fbank, resizing, tokenising) stays outside the graph, in
-``imagebind_ros.preprocess``, so every backend shares one preprocessing implementation.
+costs one clip on every runtime. Feature extraction (fbank, resizing, tokenising) stays
+outside the graph, in ``imagebind_ros.preprocess``, so every backend shares one
+preprocessing implementation.
 
 The exporter is ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript): on these
 encoders it gives a graph about 3x smaller than the legacy TorchScript exporter (IMU: 69 nodes
