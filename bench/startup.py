@@ -5,13 +5,15 @@ Usage (docs/benchmarks.md, "Start-up and memory"):
         --preset imagebind_huge --rounds 2 --work /tmp/ibr_startup \\
         --out docs/bench/startup_imagebind_huge.json
 
-Every configuration is a fresh process running a real ``EncoderNode`` (rclpy, in-process):
-the parent takes the time just before it starts the child, the child reports when imports
-were done, when the node (model + backend) was built, and when each configured modality's
-first embedding was out (a camera frame, then a 2-s audio window, through the node's own
-``to_tensor`` + ``shared.encode``), then a second embedding (steady state), and its memory
-from /proc/self/status (VmRSS = RssAnon + RssFile: memory-mapped checkpoint pages are file
-pages; VmHWM the peak). Configurations run round-robin, ``--rounds`` times, so page-cache
+Every configuration is a fresh process running a real ``EncoderNode`` (rclpy, in-process;
+five zero-shot labels, embedded at start where the model has text): the parent takes the
+time just before it starts the child, the child reports when imports were done, when the
+node (model + backend + label embeddings) was built, and when each configured modality's
+first embedding was out (a camera frame, a 2-s audio window, a depth and a thermal frame,
+an IMU window, in the node's order, through its own ``to_tensor`` + ``shared.encode``),
+then a second round (steady state), and its memory from /proc/self/status after that
+(VmRSS = RssAnon + RssFile: memory-mapped checkpoint pages are file pages; VmHWM the
+peak). Every configured encoder has run, so its weights are resident. Configurations run round-robin, ``--rounds`` times, so page-cache
 and load effects hit each alike. The weights are a random-init checkpoint of the preset
 written once to ``--work`` (a plain state dict, like imagebind_huge.pth) and an ONNX export
 (with int8) of its audio encoder: start-up of a real file, not of random initialisation.
@@ -40,6 +42,9 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
 }
 
 
+LABELS = ["a dog", "a car", "a bird", "rain", "an engine"]
+
+
 def _status() -> dict[str, int]:
     """VmRSS, VmHWM, RssAnon, RssFile in MB."""
     out = {}
@@ -57,6 +62,7 @@ def child(args: argparse.Namespace) -> None:
     import rclpy
     from rclpy.parameter import Parameter
 
+    from imagebind_ros.modalities import ImuSamples
     from imagebind_ros.ros import conversions as cv
     from imagebind_ros.ros.encoder_node import EncoderNode, _Input
     from live_audio import window
@@ -65,7 +71,8 @@ def child(args: argparse.Namespace) -> None:
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=(os.getpid() % 100) + 101)
     params = [Parameter("backend", value=backend), Parameter("precision", value=precision),
-              Parameter("modalities", value=mods), Parameter("preset", value=args.preset)]
+              Parameter("modalities", value=mods), Parameter("preset", value=args.preset),
+              Parameter("labels", value=LABELS)]
     if backend == "torch":
         params.append(Parameter("checkpoint", value=str(args.work / "model.pth")))
     else:
@@ -74,13 +81,17 @@ def child(args: argparse.Namespace) -> None:
     res: dict[str, Any] = {"config": args.child, "import_s": t_import,
                            "node_built_s": time.time() - t0,
                            "loaded": list(node.shared.modalities)}
-    rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    items = {"vision": _Input(0, "cam", cv.numpy_to_image(rgb, "rgb8")),
-             "audio": _Input(0, "mic", window())}
+    rng = np.random.default_rng(0)
+    frame = (480, 640)
+    items = {"vision": cv.numpy_to_image(rng.integers(0, 256, (*frame, 3), np.uint8), "rgb8"),
+             "audio": window(),
+             "depth": cv.numpy_to_image(rng.integers(300, 9000, frame, np.uint16), "16UC1"),
+             "thermal": cv.numpy_to_image(rng.integers(0, 65535, frame, np.uint16), "mono16"),
+             "imu": ImuSamples(rng.standard_normal((2000, 6)).astype(np.float32))}
     for rnd in ("first", "second"):
-        for m in (m for m in ("vision", "audio") if m in mods):
+        for m in mods:
             t = time.time()
-            node.shared.encode(m, node.to_tensor(m, items[m]).numpy())
+            node.shared.encode(m, node.to_tensor(m, _Input(0, m, items[m])).numpy())
             res[f"{rnd}_{m}_s"] = time.time() - t
             res[f"{rnd}_{m}_done_s"] = time.time() - t0
     res.update(_status())
@@ -152,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
 def table(runs: list[dict[str, Any]]) -> str:
     """The last round per configuration (warm page cache)."""
     last = {r["config"]: r for r in runs}
-    out = ["| node | imports s | node built s | first embedding s (done at) | second s | "
-           "RSS MB (anon + file) | peak MB |", "|---" * 7 + "|"]
+    out = ["| node | encoders held | imports s | node built s | first embedding s (done at) "
+           "| second s | RSS MB (anon + file) | peak MB |", "|---" * 8 + "|"]
     for name, r in last.items():
+        mods = [k[6:-2] for k in r if k.startswith("first_") and not k.endswith("done_s")]
         firsts = "; ".join(f"{m} {r[f'first_{m}_s']:.2f} ({r[f'first_{m}_done_s']:.1f})"
-                           for m in ("vision", "audio") if f"first_{m}_s" in r)
-        seconds = "; ".join(f"{m} {r[f'second_{m}_s']:.2f}" for m in ("vision", "audio")
-                            if f"second_{m}_s" in r)
-        out.append(f"| {name} | {r['import_s']:.1f} | {r['node_built_s']:.1f} | {firsts} | "
+                           for m in mods)
+        seconds = "; ".join(f"{m} {r[f'second_{m}_s']:.2f}" for m in mods)
+        out.append(f"| {name} | {', '.join(r['loaded'])} | {r['import_s']:.1f} | {r['node_built_s']:.1f} | {firsts} | "
                    f"{seconds} | {r['VmRSS_MB']} ({r['RssAnon_MB']} + {r['RssFile_MB']}) | "
                    f"{r['VmHWM_MB']} |")
     return "\n".join(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -105,3 +106,20 @@ def test_encoder_node_for_audio_and_imu_holds_no_image_weights(
     finally:
         rclpy.shutdown(context=ctx)
         model_cache.clear()
+
+
+def test_bf16_releases_the_memory_mapped_fp32_checkpoint(
+        full: tuple[Path, torch.nn.Module]) -> None:
+    """bf16 holds the weights once: after the cast nothing maps the fp32 file any more."""
+    from imagebind_ros.inference import create_backend
+
+    path, _ = full
+
+    def mapped() -> bool:
+        return any(str(path) in line for line in Path("/proc/self/maps").read_text().split("\n"))
+
+    model = create_model(checkpoint=path, modalities=CONFIGURED)
+    assert mapped()  # torch.load(mmap=True): the tensors are views of the file
+    create_backend("torch", model=model, device="cpu", precision="bf16")
+    gc.collect()
+    assert not mapped()
