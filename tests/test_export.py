@@ -179,6 +179,11 @@ def test_replaced_file_fails_the_hash_check(export_dir: Path, tmp_path: Path) ->
     with pytest.raises(ManifestError, match="audio.onnx does not match the sha256"):
         load_manifest(d)
     load_manifest(d, verify=False)  # sizes alone cannot see it: that is what verify is for
+    # a backend hashes only its encoders' files: an IMU node never reads audio.onnx
+    load_manifest(d, modalities=["imu"])
+    OnnxRuntimeBackend(d, modalities=["imu"])
+    with pytest.raises(ManifestError, match="audio.onnx does not match the sha256"):
+        OnnxRuntimeBackend(d, modalities=["imu", "audio"])
 
 
 def test_mismatched_manifest_is_a_clear_error(export_dir: Path, tmp_path: Path) -> None:
