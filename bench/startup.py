@@ -35,6 +35,7 @@ CONFIGS: dict[str, tuple[str, str, list[str]]] = {
     "torch fp32 vision+audio": ("torch", "fp32", ["vision", "audio"]),
     "torch fp32 all six": ("torch", "fp32", ["vision", "audio", "depth", "thermal", "imu"]),
     "torch bf16 vision+audio": ("torch", "bf16", ["vision", "audio"]),
+    "torch bf16 all six": ("torch", "bf16", ["vision", "audio", "depth", "thermal", "imu"]),
     "torch fp32 audio": ("torch", "fp32", ["audio"]),
     "torch bf16 audio": ("torch", "bf16", ["audio"]),
     "onnxruntime fp32 audio": ("onnxruntime", "fp32", ["audio"]),
