@@ -14,9 +14,10 @@ an IMU window, in the node's order, through its own ``to_tensor`` + ``shared.enc
 then a second round (steady state), and its memory from /proc/self/status after that
 (VmRSS = RssAnon + RssFile: memory-mapped checkpoint pages are file pages; VmHWM the
 peak). Every configured encoder has run, so its weights are resident. Configurations run
-round-robin, ``--rounds`` times, so page-cache and load effects hit each alike. The weights are a random-init checkpoint of the preset
-written once to ``--work`` (a plain state dict, like imagebind_huge.pth) and an ONNX export
-(with int8) of its audio encoder: start-up of a real file, not of random initialisation.
+round-robin, ``--rounds`` times, so page-cache and load effects hit each alike. The
+weights are a random-init checkpoint of the preset written once to ``--work`` (a plain
+state dict, like imagebind_huge.pth) and an ONNX export (with int8) of its audio encoder:
+start-up of a real file, not of random initialisation.
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ def table(runs: list[dict[str, Any]]) -> str:
                            for m in mods)
         seconds = "; ".join(f"{m} {r[f'second_{m}_s']:.2f}" for m in mods)
         out.append(f"| {name} | {', '.join(r['loaded'])} | {r['import_s']:.1f} | "
-                   f"{r['node_built_s']:.1f} | {firsts} | {seconds} | {r['VmRSS_MB']} ({r['RssAnon_MB']} + {r['RssFile_MB']}) | "
-                   f"{r['VmHWM_MB']} |")
+                   f"{r['node_built_s']:.1f} | {firsts} | {seconds} | {r['VmRSS_MB']} "
+                   f"({r['RssAnon_MB']} + {r['RssFile_MB']}) | {r['VmHWM_MB']} |")
     return "\n".join(out)
 
 
