@@ -272,7 +272,7 @@ def _run_cli(args: argparse.Namespace) -> int:
               f"{args.preset or 'imagebind_huge'} weights (for tests and benchmarks only)",
               file=sys.stderr)
     _require_onnxscript()
-    model = create_model(args.preset, checkpoint=args.checkpoint)
+    model = create_model(args.preset, checkpoint=args.checkpoint, modalities=mods)
     external = {"auto": None, "always": True, "never": False}[args.external_data]
     path = export_onnx(model, mods, args.out, fp16=args.fp16,
                        checkpoint_path=args.checkpoint, progress=not args.quiet,
