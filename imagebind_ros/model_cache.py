@@ -81,6 +81,9 @@ class SharedModel:
     @property
     def backend(self) -> Backend:
         """The first backend (every one has the same runtime, precision and device)."""
+        if not self._backends:
+            raise KeyError(f"model {self.model_id} has none of the encoders asked for "
+                           f"(has: {', '.join(self.available.modalities)})")
         return next(iter(self._backends.values()))
 
     @property
@@ -99,7 +102,8 @@ class SharedModel:
 
     def encode(self, modality: str, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """Unit-norm float32 (B, D) embeddings of a preprocessed batch (serialised)."""
-        backend = self._backends.get(modality, self.backend)  # its KeyError names what is
+        # a modality not loaded: the first backend's KeyError names what it has
+        backend = self._backends.get(modality, self.backend)
         with self.lock:
             return backend.encode(modality, batch)
 
