@@ -14,8 +14,9 @@ accuracy is the cosine to the fp32 output of the same random model), for each ba
 torch fp32 (baseline), torch bf16 (bf16 weights, CPU autocast), ONNX Runtime fp32 and
 ONNX Runtime int8 (dynamic quantisation) from an ONNX export made in the run. ONNX
 Runtime bf16 is listed with the reason it cannot run. Calls are interleaved round-robin
-across the configurations, with a short pause between them (OpenMP / ONNX Runtime threads spin after a call), so a burst of
-load from other processes hits every configuration alike; the CPU-seconds other processes
+across the configurations, with a short pause between them (OpenMP / ONNX Runtime
+threads spin after a call), so a burst of load from other processes hits every
+configuration alike; the CPU-seconds other processes
 used during the timed calls are recorded next to each figure, as is os.getloadavg(). Idle
 threads sleep rather than spin in both runtimes (OMP_WAIT_POLICY=PASSIVE, ONNX Runtime
 allow_spinning=0): with spinning, a 2-core machine shared with other work made torch eager
