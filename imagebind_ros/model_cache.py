@@ -88,7 +88,9 @@ class SharedModel:
 
     @property
     def config(self) -> ImageBindConfig:
-        return self.model.config if self.model is not None else self.available
+        """The whole model's config (every encoder's preprocessing constants, loaded or
+        not)."""
+        return self.available
 
     @property
     def random_init(self) -> bool:

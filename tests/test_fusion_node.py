@@ -212,6 +212,7 @@ def sensor_embeddings(node: Any, class_id: int) -> dict[str, np.ndarray]:
     preprocesses them)."""
     world = SyntheticWorld(image_size=64)
     s = world.sample(class_id, np.random.default_rng(class_id))
+    node.shared.add(None)  # the fusion node loads only text; here every sensor is embedded
     cfg = node.shared.config
     x = {"vision": pp.image_to_tensor(s.image, cfg.modality("vision")),
          "audio": pp.audio_to_tensor(s.audio, world.sample_rate, cfg.modality("audio")),
