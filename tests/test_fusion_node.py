@@ -272,7 +272,7 @@ def test_bad_embeddings_are_dropped_with_one_warning(node: Any) -> None:
     emb = sensor_embeddings(node, class_id=0)
     pubs = node._pubs
     before = {m: node.stats[m].invalid for m in ("vision", "audio")}
-    warnings = node._warn.count
+    warnings = node._warn.counts()
     t = node.get_clock().now().nanoseconds
     bad = [embedding_msg(node, "vision", emb["vision"], t, model_id="other.pt:x"),
            embedding_msg(node, "vision", emb["vision"][:-1], t + 1),
@@ -283,7 +283,11 @@ def test_bad_embeddings_are_dropped_with_one_warning(node: Any) -> None:
         node.on_embedding(msg.modality, msg)
     assert node.stats["vision"].invalid - before["vision"] == 2
     assert node.stats["audio"].invalid - before["audio"] == 2
-    assert node._warn.count - warnings == 4  # each problem reported (rate-limited by kind)
+    counts = node._warn.counts()  # each problem counted by topic (the log is rate-limited)
+    for m in ("vision", "audio"):
+        topic = f"embeddings/{m}"
+        assert (counts[topic]["malformed"]
+                - warnings.get(topic, {}).get("malformed", 0)) == 2, counts
     assert len(pubs["contributors"].msgs) == n  # nothing fused from them
     assert node.stats["vision"].newest_ns != t
 

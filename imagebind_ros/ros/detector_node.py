@@ -46,8 +46,9 @@ from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detec
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
-                                          declare, run_node, sensor_qos, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, declare,
+                                          fault_kind, fault_limiter, run_node,
+                                          sensor_qos)
 from imagebind_ros.srv import SetPrompt
 from imagebind_ros.streams import Mailbox
 
@@ -61,7 +62,7 @@ class DetectorNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self.p = self._declare_parameters()
         self.shared = load_model(self.p, needs=("vision",))
         self.model_id = self.shared.model_id
@@ -250,13 +251,13 @@ class DetectorNode(Node):
         try:
             self.set_prompt(self._text_prompt(msg.data, ""), append=True)
         except ValueError as e:
-            self._warn.warn(warn_key(f"text:{e}"), f"text prompt refused: {e}")
+            self._warn.warn("text prompt", f"text prompt refused: {e}")
 
     def _on_embedding_prompt(self, msg: Embedding) -> None:
         try:
             self.set_prompt(self._embedding_prompt(msg, ""), append=True)
         except ValueError as e:
-            self._warn.warn(warn_key(f"emb:{e}"), f"embedding prompt refused: {e}")
+            self._warn.warn("embedding prompt", f"embedding prompt refused: {e}")
 
     def _on_set_prompt(self, req: SetPrompt.Request, resp: SetPrompt.Response
                        ) -> SetPrompt.Response:
@@ -285,7 +286,7 @@ class DetectorNode(Node):
                 prompt = self._embedding_prompt(req.embedding, req.label)
             self.set_prompt(prompt, append=req.append)
         except (ValueError, OSError) as e:
-            self._warn.warn(warn_key(f"srv:{e}"), f"set_prompt refused: {e}")
+            self._warn.warn("set_prompt", f"set_prompt refused: {e}")
             resp.success, resp.message = False, str(e)
             return resp
         resp.success = True
@@ -311,17 +312,13 @@ class DetectorNode(Node):
             sound = dec.decode_audio_chunk(msg, self.audio.sample_rate, self.audio.channels)
             self.audio.push(sound.samples, sound.sample_rate)
         except BAD_INPUT as e:
-            self._warn.warn(warn_key(f"audio:{e}"), f"audio: dropped chunk: {e}")
+            self._warn.fault("audio", fault_kind(e), f"dropped chunk: {e}")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         try:
-            if isinstance(msg, Image):
-                dec.check_image(msg, self.p["max_image_bytes"])
-            elif len(msg.data) > self.p["max_image_bytes"]:
-                raise dec.DecodeError(f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds "
-                                         f"the limit")
+            dec.check_picture(msg, self.p["max_image_bytes"])  # headers only: cheap
         except BAD_INPUT as e:
-            self._warn.warn(warn_key(f"image:{e}"), f"camera: dropped image: {e}")
+            self._warn.fault("camera", fault_kind(e), f"dropped image: {e}")
             return
         self.mailbox.put("camera", msg)
 
@@ -333,11 +330,11 @@ class DetectorNode(Node):
                 try:
                     self.process(msg)
                 except BAD_INPUT as e:
-                    self._warn.warn(warn_key(f"frame:{e}"), f"camera: dropped frame: {e}")
+                    self._warn.fault("camera", fault_kind(e), f"dropped frame: {e}")
                 except Exception as e:  # keep the worker alive whatever one frame does
                     if not self.context.ok():  # Ctrl-C shut ROS down mid-frame: just stop
                         return
-                    self._warn.warn(f"frame:{type(e).__name__}", f"failed on one frame "
+                    self._warn.fault("camera", "other", f"failed on one frame "
                                     f"({type(e).__name__}: {e}); continuing")
 
     def process(self, msg: Image | CompressedImage) -> list[Detection]:

@@ -36,8 +36,8 @@ from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, LabelParameters,
-                                          StartupError, WarnLimiter, declare, labels_from,
-                                          run_node, sensor_qos, warn_key)
+                                          StartupError, declare, fault_kind, fault_limiter,
+                                          labels_from, run_node, sensor_qos)
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -76,7 +76,7 @@ class EncoderNode(LabelParameters, Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self._declare_parameters()
         self.shared = load_model(self.p)
         self.model_id = self.shared.model_id
@@ -85,7 +85,9 @@ class EncoderNode(LabelParameters, Node):
         self.stats = {m: ModalityStats() for m in self.modalities}
         self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
         self._specs = {m: modalities.spec(m) for m in self.modalities}
-        self._gates = {m: StampGate() for m in modalities.image_modalities()}
+        self._gates = {m: StampGate(agree=self.p["stamp_agree"],
+                                    max_ahead_ns=int(self.p["stamp_max_ahead_s"] * 1e9))
+                       for m in modalities.image_modalities()}
         self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
                                                          RELIABLE_QOS)
                                 for m in self.modalities}
@@ -125,10 +127,12 @@ class EncoderNode(LabelParameters, Node):
         p["vision.compressed"] = d("vision.compressed", False,
                                    "vision.topic is sensor_msgs/CompressedImage")
         p["audio.hop_s"] = d("audio.hop_s", 0.5, "seconds between audio windows")
-        p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz "
-                                   "(0 = the first chunk's); other rates are refused")
-        p["audio.channels"] = d("audio.channels", 0, "expected channel count (0 = the first "
-                                "chunk's); other counts are refused")
+        p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz (0 = "
+                                   "the majority of recent chunks'); other rates are refused")
+        p["audio.channels"] = d("audio.channels", 0, "expected channel count (0 = the "
+                                "majority of recent chunks'); other counts are refused")
+        p["audio.max_abs"] = d("audio.max_abs", 2.0, "chunks with a sample beyond this "
+                               "(x full scale) are dropped; the rest is clipped to [-1, 1]")
         p["audio.max_gap_s"] = d("audio.max_gap_s", 0.1, "stamp gaps up to this are filled "
                                  "with silence, longer ones restart the window")
         p["imu.hop_s"] = d("imu.hop_s", 0.5, "seconds between IMU windows")
@@ -136,6 +140,14 @@ class EncoderNode(LabelParameters, Node):
                                "window (shorter ones are interpolated)")
         p["imu.max_late_s"] = d("imu.max_late_s", 0.1, "how late (out of order) an IMU sample "
                                 "may arrive and still be used")
+        p["imu.max_accel"] = d("imu.max_accel", 160.0, "IMU samples with an acceleration "
+                               "beyond this (m/s^2, any axis) are dropped one by one")
+        p["imu.max_gyro"] = d("imu.max_gyro", 35.0, "IMU samples with an angular velocity "
+                              "beyond this (rad/s, any axis) are dropped one by one")
+        p["stamp_agree"] = d("stamp_agree", 3, "stamps off a stream's timeline (backwards, "
+                             "jumps) are only accepted when this many in a row agree")
+        p["stamp_max_ahead_s"] = d("stamp_max_ahead_s", 1.0, "inputs stamped further ahead of "
+                                   "the node clock are dropped (0 = no limit)")
         p["depth.min_valid_fraction"] = d("depth.min_valid_fraction", 0.01, "depth frames "
                                           "with fewer valid pixels (finite, > 0) are dropped")
         p["max_image_bytes"] = d("max_image_bytes", dec.MAX_IMAGE_BYTES,
@@ -178,12 +190,18 @@ class EncoderNode(LabelParameters, Node):
                 self._audio = AudioWindower(
                     acfg.clip_duration, self.p["audio.hop_s"],
                     self.p["audio.sample_rate"] or None, self.p["audio.channels"] or None,
-                    max_gap_s=self.p["audio.max_gap_s"])
+                    max_gap_s=self.p["audio.max_gap_s"], agree=self.p["stamp_agree"],
+                    max_abs=self.p["audio.max_abs"],
+                    max_ahead_s=self.p["stamp_max_ahead_s"])
                 self.create_subscription(AudioChunk, topic, self._audio_cb, sensor_qos(50))
             else:
                 icfg: Any = self.config.modality("imu")
                 self._imu = ImuWindower(icfg.window_seconds, self.p["imu.hop_s"],
-                                        self.p["imu.max_late_s"], self.p["imu.max_gap_s"])
+                                        self.p["imu.max_late_s"], self.p["imu.max_gap_s"],
+                                        agree=self.p["stamp_agree"],
+                                        max_accel=self.p["imu.max_accel"],
+                                        max_gyro=self.p["imu.max_gyro"],
+                                        max_ahead_s=self.p["stamp_max_ahead_s"])
                 self.create_subscription(Imu, topic, self._imu_cb, sensor_qos(200))
 
     def _setup_zero_shot(self) -> ZeroShotClassifier | None:
@@ -219,34 +237,35 @@ class EncoderNode(LabelParameters, Node):
     # ------------------------------------------------------------------ callbacks
 
     def _bad(self, modality: str, what: str, err: Exception) -> None:
-        """Count and report a dropped input; one line per kind of problem per period."""
+        """Count and report a dropped input (the limiter logs one line per topic per period)."""
         self.stats[modality].invalid += 1
-        self._warn.warn(f"{modality}:{warn_key(str(err))}", f"{modality}: dropped {what}: {err}")
+        self._warn.fault(self.p[f"{modality}.topic"], fault_kind(err), f"dropped {what}: {err}")
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
     def _image_cb(self, modality: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:
             self.stats[modality].received += 1
             stamp = dec.stamp_to_ns(msg.header.stamp)
             try:
-                if isinstance(msg, Image):
-                    dec.check_image(msg, self.p["max_image_bytes"])  # metadata only: cheap
-                elif len(msg.data) > self.p["max_image_bytes"]:
-                    raise dec.DecodeError(
-                        f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds the "
-                        f"{self.p['max_image_bytes'] / 2 ** 20:.0f} MiB limit")
-                self._gates[modality].check(stamp)
+                # metadata and file headers only (cheap): garbage never displaces a frame
+                dec.check_picture(msg, self.p["max_image_bytes"])
+                admitted = self._gates[modality].admit(stamp, msg, self._now_ns())
             except BAD_INPUT as e:
                 self._bad(modality, "image", e)
                 return
+            stamp, msg = admitted.items[-1]
             self.mailbox.put(modality, _Input(stamp, msg.header.frame_id, msg))
         return callback
 
     def _audio_cb(self, msg: AudioChunk) -> None:
         self.stats["audio"].received += 1
         try:
-            sound = dec.decode_audio_chunk(msg, self._audio.sample_rate, self._audio.channels)
+            sound = dec.decode_audio_chunk(msg, self._audio.config_rate,
+                                           self._audio.config_channels)
             window = self._audio.push(sound.samples, sound.sample_rate,
-                                      dec.stamp_to_ns(msg.header.stamp))
+                                      dec.stamp_to_ns(msg.header.stamp), self._now_ns())
         except BAD_INPUT as e:
             self._bad("audio", "chunk", e)
             return
@@ -257,7 +276,7 @@ class EncoderNode(LabelParameters, Node):
         self.stats["imu"].received += 1
         try:
             sample, stamp = dec.decode_imu(msg)
-            window = self._imu.push(sample, stamp)
+            window = self._imu.push(sample, stamp, self._now_ns())
         except BAD_INPUT as e:
             self._bad("imu", "sample", e)
             return
@@ -276,9 +295,7 @@ class EncoderNode(LabelParameters, Node):
                 except Exception as e:  # keep the worker alive whatever one input does
                     if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
                         return
-                    self.stats[modality].invalid += 1
-                    self._warn.warn(f"{modality}:{type(e).__name__}", f"{modality}: failed on "
-                                    f"one input ({type(e).__name__}: {e}); continuing")
+                    self._bad(modality, f"input ({type(e).__name__}, a bug?)", e)
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
         """Preprocess one input into the model's (1, ...) batch (public for benchmarks).
