@@ -368,6 +368,8 @@ class _Slot:
     received: int = 0
     dropped: int = 0
     processed: int = 0
+    displaced: collections.deque = field(default_factory=collections.deque)
+    spares: list = field(default_factory=list)
 
 
 @dataclass
@@ -385,10 +387,14 @@ class Mailbox:
 
     ``put`` (from subscription callbacks) never blocks: an unprocessed older item in the
     slot is replaced and counted as dropped. ``take`` (the worker) waits until at least one
-    slot is full and allowed by its maximum rate, then empties all such slots at once.
+    slot is full and allowed by its maximum rate, then empties all such slots at once. The
+    last ``spares`` items a taken one displaced stay available (``spares(key)``, newest
+    first), so a worker that cannot use the newest (a corrupt frame) falls back to the newest
+    usable one instead of losing them all to a flood.
     """
 
     max_rates: dict[str, float] = field(default_factory=dict)
+    spare_count: int = 2
     clock: Callable[[], float] = time.monotonic
     _slots: dict[str, _Slot] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -417,6 +423,9 @@ class Mailbox:
             replaced = slot.full
             if replaced:
                 slot.dropped += 1
+                slot.displaced.append(slot.item)
+                while len(slot.displaced) > self.spare_count:
+                    slot.displaced.popleft()
             slot.item, slot.full = item, True
             self._cond.notify_all()
             return not replaced
@@ -435,6 +444,8 @@ class Mailbox:
                         s = self._slots[k]
                         out.append((k, s.item))
                         s.item, s.full = None, False
+                        s.spares = list(reversed(s.displaced))
+                        s.displaced.clear()
                         s.processed += 1
                         s.last_taken = now
                     return out
@@ -447,6 +458,15 @@ class Mailbox:
                     return []
                 self._cond.wait(wait)
             return []
+
+    def spares(self, key: str) -> list[Any]:
+        """The items the last taken item of ``key`` displaced, newest first (once)."""
+        with self._cond:
+            slot = self._slots.get(key)
+            if slot is None:
+                return []
+            out, slot.spares = slot.spares, []
+            return out
 
     def close(self) -> None:
         """Wake and stop the worker."""

@@ -844,6 +844,43 @@ def test_compressed_camera_topic(checkpoint: Path, offline: Any) -> None:
     assert len(z.results) == 3
 
 
+def test_compressed_garbage_flood_does_not_displace_the_valid_frame(checkpoint: Path,
+                                                                   offline: Any) -> None:
+    """Between two takes of the worker (max 0.5 Hz) a valid PNG, then random bytes, then PNGs
+    whose header is valid but whose data is not: the random bytes never reach the worker (a
+    header check in the callback), the corrupt PNGs fail, and the valid frame is embedded."""
+    from sensor_msgs.msg import CompressedImage
+
+    run = InProcess({"checkpoint": str(checkpoint), "modalities": ["vision"],
+                     "vision.compressed": True, "vision.max_rate_hz": 0.5, "labels": LABELS},
+                    CompressedImage,
+                    "camera/image_raw")
+    try:
+        rgb = scene(5).image
+        good = cv.numpy_to_compressed(rgb, "rgb8", "png", cv.make_header(50 * NS, "cam"))
+        run.publish_and_wait(good)  # the worker just took one: the next take is 2 s away
+        png = bytes(good.data)
+        rng = np.random.default_rng(0)
+        callback = run.node._image_cb("vision")
+        for k, data in enumerate([png, rng.bytes(5000), rng.bytes(20000),
+                                  png[:33] + rng.bytes(3000), png[:33] + rng.bytes(3000)]):
+            callback(CompressedImage(header=cv.make_header((51 + k) * NS, "cam"),
+                                     format=good.format, data=data))
+        e = wait_for(lambda: next((m for m in list(run.got) if isinstance(m, Embedding)
+                                   and stamp_to_ns(m.header.stamp) > 50 * NS), None), 30,
+                     "the valid frame's embedding")
+        time.sleep(0.5)
+        later = [stamp_to_ns(m.header.stamp) for m in list(run.got)
+                 if isinstance(m, Embedding) and stamp_to_ns(m.header.stamp) > 50 * NS]
+        counts = run.node._warn.counts()["camera/image_raw"]
+    finally:
+        run.close()
+    assert stamp_to_ns(e.header.stamp) == 51 * NS and later == [51 * NS]
+    want = encode(offline, "vision", pp.image_to_tensor(rgb, offline.config.vision))
+    assert cosine(np.asarray(e.vector), want) >= 0.9999
+    assert counts == {"unsupported format": 2, "malformed": 2}, counts
+
+
 def test_onnxruntime_backend_parameter(offline: Any, tmp_path: Path) -> None:
     from imagebind_ros.inference.export import export_onnx
 

@@ -430,3 +430,18 @@ def test_mailbox_wakes_the_worker_and_closes() -> None:
     box.close()
     worker.join(timeout=5)
     assert not worker.is_alive() and got[-1] == []
+
+
+def test_mailbox_keeps_what_the_taken_item_displaced_for_a_fallback() -> None:
+    """A flood of unusable items after a good one: the worker gets the newest and, if it
+    cannot use it, the two it displaced (newest first), once; older ones are gone."""
+    box = Mailbox(spare_count=2)
+    for item in ("good", "bad1", "bad2", "bad3"):
+        box.put("vision", item)
+    assert box.take(timeout=0) == [("vision", "bad3")]
+    assert box.spares("vision") == ["bad2", "bad1"] and box.spares("vision") == []
+    box.put("vision", "good2")
+    box.put("vision", "bad4")
+    assert box.take(timeout=0) == [("vision", "bad4")]
+    assert box.spares("vision") == ["good2"] and box.spares("audio") == []
+    assert box.stats()["vision"].dropped == 4

@@ -288,14 +288,25 @@ class EncoderNode(LabelParameters, Node):
     def _work(self) -> None:
         while not self._stop.is_set():
             for modality, item in self.mailbox.take(timeout=0.2):
-                try:
-                    self._process(modality, item)
-                except BAD_INPUT as e:
-                    self._bad(modality, "input", e)
-                except Exception as e:  # keep the worker alive whatever one input does
-                    if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
-                        return
-                    self._bad(modality, f"input ({type(e).__name__}, a bug?)", e)
+                # the newest input that can be used: a corrupt frame falls back to the ones
+                # it displaced (at most two: decode cost stays bounded), newest first
+                for candidate in [item, *self.mailbox.spares(modality)]:
+                    if self._try(modality, candidate):
+                        break
+
+    def _try(self, modality: str, item: _Input) -> bool:
+        """Process one input; False if it was unusable (reported) and an older one may do."""
+        try:
+            self._process(modality, item)
+        except BAD_INPUT as e:
+            self._bad(modality, "input", e)
+            return False
+        except Exception as e:  # keep the worker alive whatever one input does
+            if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
+                self._stop.set()
+            else:
+                self._bad(modality, f"input ({type(e).__name__}, a bug?)", e)
+        return True
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
         """Preprocess one input into the model's (1, ...) batch (public for benchmarks).
