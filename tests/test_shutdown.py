@@ -55,3 +55,16 @@ def test_runner_with_sim_sensors_and_no_checkpoint_uses_the_demo_model() -> None
     assert "checkpoints/demo/demo.pt" in out and "no model" not in out.replace(
         "no model set", "")
     assert not any(b in out for b in BAD_OUTPUT), out
+
+
+def test_demo_model_default_only_when_no_node_names_a_model(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from imagebind_ros.ros.model_params import demo_model_default
+
+    demo = demo_model_default({"encoder_node": {"labels": ["a"]}, "fusion_node": {}})
+    assert demo is not None and Path(demo).is_file()  # the source tree's or the installed
+    assert Path(demo).parts[-3:] == ("checkpoints", "demo", "demo.pt")
+    assert capsys.readouterr().out.count("using the demo model") == 1
+    for named in ({"checkpoint": "m.pt"}, {"preset": "tiny"}, {"onnx_dir": "export"}):
+        assert demo_model_default({"encoder_node": {}, "detector_node": named}) is None
+    assert "demo" not in capsys.readouterr().out
