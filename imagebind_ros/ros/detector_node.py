@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -41,7 +40,6 @@ from imagebind_ros.detection import (LOCALIZERS, METHODS, Detection, DetectorCon
                                      Prompt, RegionDetector, check_vector, draw_detections,
                                      heatmap, pyramid)
 from imagebind_ros.embedder import Embedder, RecentAudio
-from imagebind_ros.model.dense import DenseVisionEncoder
 from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
@@ -138,7 +136,8 @@ class DetectorNode(Node):
           "newer frames replace unprocessed ones", read_only=False)
         d("max_image_bytes", dec.MAX_IMAGE_BYTES, "larger images are dropped")
         d("method", base.method, f"{' or '.join(METHODS)}: embed sliding windows, or one "
-          "forward whose patch embeddings are the regions (needs the torch backend)")
+          "forward whose patch embeddings are the regions (torch backend, or an ONNX export "
+          "with --dense)")
         d("dense_sizes", list(base.dense_sizes), "dense: short sides in pixels of the frame "
           "fed to the encoder, one forward each (0 = the encoder's training size)")
         d("dense_variant", "maskclip", "dense: last-block reading (plain, maskclip, sclip, "
@@ -163,15 +162,13 @@ class DetectorNode(Node):
         return p
 
     def _dense_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
-        if self.shared.model is None:
-            raise ValueError("method 'dense' needs a torch model (backend torch), this "
-                             f"node has {self.shared.describe()}")
-        enc = DenseVisionEncoder(self.shared.model, self.p["dense_variant"])
-
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return enc(torch.from_numpy(x)).numpy()
-        return run
+        variant = self.p["dense_variant"]
+        if variant not in self.shared.backend.dense_variants:
+            has = ", ".join(self.shared.backend.dense_variants) or "none"
+            raise ValueError(f"method 'dense': {self.shared.describe()} has no dense vision "
+                             f"output {variant!r} (has: {has}; an ONNX export needs "
+                             f"`imagebind-ros export --dense {variant}`)")
+        return lambda x: self.shared.encode_dense(x, variant)
 
     def _regions_note(self) -> str:
         cfg = self.detector.config
