@@ -6,8 +6,6 @@ object."""
 
 from __future__ import annotations
 
-import signal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +16,9 @@ from node_process import wait_for
 from ros_required import require_ros
 
 require_ros()
-from test_detector_node import (DEMO, WORLD, Harness, check_detections, encode,  # noqa: E402
-                                next_stamp, run_process)
+from test_detector_node import (DEMO, WORLD, check_detections, encode,  # noqa: E402
+                                next_stamp, node_graph)
 
-import rclpy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from imagebind_ros import preprocess as pp  # noqa: E402
@@ -49,23 +46,12 @@ def dense_graph(offline: Any) -> Any:
     sets = ["use_encoder:=false", "use_detector:=true", f"checkpoint:={DEMO}",
             "detector_node.max_rate_hz:=0.0", "threads:=1"]
     sets += [f"detector_node.{k}:={v}" for k, v in DENSE.items()]
-    child = run_process([a for s in sets for a in ("--set", s)] + ["--executor", "single"])
-    rclpy.init()
-    harness = Harness()
-    heat: list[Image] = []
-    harness.node.create_subscription(Image, "detector_node/heatmap", heat.append,
-                                     RELIABLE_QOS)
-    try:
-        wait_for(lambda: any("detecting in" in ln for ln in child.lines)
-                 or child.proc.poll() is not None, 120, "the detector to start")
-        assert child.proc.poll() is None, "\n".join(child.lines)
+    with node_graph(sets, ("detecting in",)) as (child, harness):
         assert any("dense (maskclip, short sides 128 px)" in ln for ln in child.lines)
-        wait_for(lambda: harness.camera.get_subscription_count() > 0, 30, "camera sub")
+        heat: list[Image] = []
+        harness.node.create_subscription(Image, "detector_node/heatmap", heat.append,
+                                         RELIABLE_QOS)
         yield harness, heat
-    finally:
-        harness.close()
-        rclpy.shutdown()
-        child.stop(signal.SIGINT, 30)
 
 
 def offline_dense(model: Any) -> RegionDetector:
