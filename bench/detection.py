@@ -2,6 +2,7 @@
 
     python bench/detection.py accuracy [--scenes 50]   # demo checkpoint, audio + text prompts
     python bench/detection.py speed                    # regions/s, latency per 640x480 frame
+    python bench/detection.py tradeoff                 # hit rate vs latency, docs plot
 
 ``accuracy``: ``SyntheticWorld.scene`` frames (640x480, 3 objects of different classes at
 known boxes, a random stream no training run drew from); every object in turn is prompted
@@ -272,6 +273,79 @@ def example(model: ImageBindModel, world: SyntheticWorld, seed: int, out: str) -
     print(f"wrote {out} (classes {', '.join(world.classes[c] for c in ids)})")
 
 
+def tradeoff(args: argparse.Namespace) -> None:
+    """Hit rate against per-frame latency for one checkpoint: every dense (variant, size)
+    with the scoring the ``dense`` run's tuning stream preferred for it, held out on
+    ``--seed``, and the window method's default (hit rate from the ``accuracy`` JSON);
+    latency = the detector's whole frame (one prompt), measured here in the same run."""
+    torch.set_num_threads(args.threads)
+    model = create_model(checkpoint=args.checkpoint)
+    world = SyntheticWorld()
+    makers = prompt_makers(model, world)
+    vision = encoder(model, "vision")
+    tuned = json.loads(Path(args.dense_json).read_text())["tuning"]["mean_hit"]
+    windows = json.loads(Path(args.windows_json).read_text())["hit_rate"]
+    frame = world.scene([0, 1, 2], np.random.default_rng(0)).image  # 640x480
+    prompt = Prompt("x", "text", makers["text"](0, np.random.default_rng(0)))
+    default = next(iter(VARIANTS))
+    det = RegionDetector(vision, model.config.vision, DetectorConfig())
+    t = time_calls(lambda: det(frame, [prompt]), batch=1, repeats=args.repeats)
+    rows = [{"method": "windows", "latency_s": t.p50,
+             "audio": windows[f"{default} | audio"]["all"],
+             "text": windows[f"{default} | text"]["all"]}]
+    for key in sorted({k.rsplit(" | ", 1)[0] for k in tuned}):
+        best = max((k for k in tuned if k.startswith(key + " | ")), key=tuned.get)
+        variant, size, scoring = best.split(" | ")
+        thr, bg, grab = (float(v) for v in scoring.replace("thr ", "").replace(
+            " bg ", " ").replace(" grabcut ", " ").split())
+        cfg = DetectorConfig(method="dense", dense_sizes=(int(size),), map_threshold=thr,
+                             background=bg, refine_iterations=int(grab))
+        det = RegionDetector(vision, model.config.vision, cfg, dense_encoder(model, variant))
+        r = rates(evaluate_synthetic(det, world, makers, args.scenes, seed=args.seed),
+                  "class_name")
+        t = time_calls(lambda: det(frame, [prompt]), batch=1, repeats=args.repeats)
+        rows.append({"method": f"dense {variant} {size}px", "scoring": scoring,
+                     "latency_s": t.p50, "audio": r[" | audio"]["all"],
+                     "text": r[" | text"]["all"]})
+        print(rows[-1], flush=True)
+    print(f"held-out seed {args.seed}, {args.scenes} scenes; threads {args.threads}, load "
+          f"{os.getloadavg()[0]:.1f}\n| method | scoring (tuned) | frame latency ms | audio | "
+          "text |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r.get('scoring', 'default')} | {r['latency_s'] * 1e3:.0f} | "
+              f"{r['audio']:.2f} | {r['text']:.2f} |")
+    Path(args.json).write_text(json.dumps({
+        "command": "python bench/detection.py " + " ".join(sys.argv[1:]),
+        "checkpoint": args.checkpoint, "seed": args.seed, "scenes": args.scenes,
+        "rows": rows}, indent=1))
+    plot_tradeoff(rows, args.plot)
+
+
+def plot_tradeoff(rows: list[dict], out: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in rows:
+        hit = (r["audio"] + r["text"]) / 2
+        dense = r["method"].startswith("dense")
+        ax.scatter(r["latency_s"] * 1e3, hit, marker="o" if dense else "s", s=50,
+                   color="tab:blue" if dense else "tab:red")
+        ax.annotate(r["method"], (r["latency_s"] * 1e3, hit), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("per-frame latency, ms (640x480, one prompt; log scale)")
+    ax.set_ylabel("held-out hit rate (mean of sounds and captions)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title("prompted detection: dense (circles) vs windows (square)")
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
 def num(x: float) -> str:
     """Three significant digits, never in exponent form."""
     return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
@@ -344,10 +418,22 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--variant", default="maskclip", choices=DENSE_VARIANTS)
     s.add_argument("--demo-sizes", nargs="+", type=int, default=[64, 128])
     s.add_argument("--huge-sizes", nargs="+", type=int, default=[224])
-    for q in (a, d, s):
+    t = sub.add_parser("tradeoff", help="hit rate vs frame latency, dense and windows")
+    t.add_argument("--checkpoint", default=str(DEMO))
+    t.add_argument("--scenes", type=int, default=50)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--repeats", type=int, default=5)
+    t.add_argument("--dense-json", default=str(ROOT / "docs" / "bench" /
+                                               "detection_dense.json"))
+    t.add_argument("--windows-json", default=str(ROOT / "docs" / "bench" /
+                                                 "detection_accuracy.json"))
+    t.add_argument("--json", default=str(ROOT / "docs" / "bench" / "detection_tradeoff.json"))
+    t.add_argument("--plot", default=str(ROOT / "docs" / "img" / "detection_tradeoff.png"))
+    for q in (a, d, s, t):
         q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
-    {"accuracy": accuracy, "dense": dense, "speed": speed}[args.command](args)
+    {"accuracy": accuracy, "dense": dense, "speed": speed, "tradeoff": tradeoff}[
+        args.command](args)
 
 
 if __name__ == "__main__":
