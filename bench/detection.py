@@ -290,7 +290,7 @@ def tradeoff(args: argparse.Namespace) -> None:
     default = next(iter(VARIANTS))
     det = RegionDetector(vision, model.config.vision, DetectorConfig())
     t = time_calls(lambda: det(frame, [prompt]), batch=1, repeats=args.repeats)
-    rows = [{"method": "windows", "latency_s": t.p50,
+    rows = [{"label": args.label, "method": "windows", "latency_s": t.p50,
              "audio": windows[f"{default} | audio"]["all"],
              "text": windows[f"{default} | text"]["all"]}]
     for key in sorted({k.rsplit(" | ", 1)[0] for k in tuned}):
@@ -304,7 +304,8 @@ def tradeoff(args: argparse.Namespace) -> None:
         r = rates(evaluate_synthetic(det, world, makers, args.scenes, seed=args.seed),
                   "class_name")
         t = time_calls(lambda: det(frame, [prompt]), batch=1, repeats=args.repeats)
-        rows.append({"method": f"dense {variant} {size}px", "scoring": scoring,
+        rows.append({"label": args.label, "method": f"dense {variant} {size}px",
+                     "scoring": scoring,
                      "latency_s": t.p50, "audio": r[" | audio"]["all"],
                      "text": r[" | text"]["all"]})
         print(rows[-1], flush=True)
@@ -318,28 +319,41 @@ def tradeoff(args: argparse.Namespace) -> None:
         "command": "python bench/detection.py " + " ".join(sys.argv[1:]),
         "checkpoint": args.checkpoint, "seed": args.seed, "scenes": args.scenes,
         "rows": rows}, indent=1))
+    for other in args.also:  # earlier runs (another checkpoint) on the same plot
+        rows = json.loads(Path(other).read_text())["rows"] + rows
     plot_tradeoff(rows, args.plot)
 
 
 def plot_tradeoff(rows: list[dict], out: str) -> None:
+    """Hit rate vs latency; colour = model (``label``), marker = method or dense variant,
+    dense points annotated with their input size."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    labels = list(dict.fromkeys(r.get("label", "") for r in rows))
+    markers = {"windows": "s", "maskclip": "o", "naclip": "^"}
+    seen = set()
     for r in rows:
-        hit = (r["audio"] + r["text"]) / 2
-        dense = r["method"].startswith("dense")
-        ax.scatter(r["latency_s"] * 1e3, hit, marker="o" if dense else "s", s=50,
-                   color="tab:blue" if dense else "tab:red")
-        ax.annotate(r["method"], (r["latency_s"] * 1e3, hit), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+        hit, ms = (r["audio"] + r["text"]) / 2, r["latency_s"] * 1e3
+        kind = r["method"].split()[1] if r["method"].startswith("dense") else "windows"
+        name = f"{r.get('label', '')}: {'dense ' if kind != 'windows' else ''}{kind}"
+        ax.scatter(ms, hit, marker=markers.get(kind, "x"), s=50,
+                   color=f"C{labels.index(r.get('label', ''))}",
+                   label=None if name in seen else name)
+        seen.add(name)
+        if kind != "windows":
+            ax.annotate(r["method"].split()[2], (ms, hit), fontsize=7, xytext=(4, -3),
+                        textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("per-frame latency, ms (640x480, one prompt; log scale)")
-    ax.set_ylabel("held-out hit rate (mean of sounds and captions)")
+    ax.set_xlabel("per-frame latency, ms (640x480, one prompt, 1 thread; log scale)")
+    ax.set_ylabel("held-out hit rate (mean of sounds, captions)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.set_title("prompted detection: dense (circles) vs windows (square)")
+    ax.legend(fontsize=7, loc="center right")
+    ax.set_title("prompted detection on the demo model: dense (size = input short side) "
+                 "vs windows", fontsize=9)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -429,6 +443,9 @@ def main(argv: list[str] | None = None) -> None:
                                                  "detection_accuracy.json"))
     t.add_argument("--json", default=str(ROOT / "docs" / "bench" / "detection_tradeoff.json"))
     t.add_argument("--plot", default=str(ROOT / "docs" / "img" / "detection_tradeoff.png"))
+    t.add_argument("--label", default="demo model", help="this checkpoint in the plot")
+    t.add_argument("--also", nargs="*", default=[], help="tradeoff JSONs of other runs to "
+                   "plot alongside")
     for q in (a, d, s, t):
         q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
