@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 OPSET = 18
 # Not "embedding": torch 2.11's exporter names aten.embedding's output that (text encoder).
 OUTPUT_NAME = "unit_embedding"
+DENSE_OUTPUT = "patch_embeddings"  # the dense vision graph's (1, H/p, W/p, D) output
 
 
 class ExportError(RuntimeError):
@@ -300,9 +301,6 @@ def _run_cli(args: argparse.Namespace) -> int:
     print(f"wrote {manifest.precision} export of {manifest.config.name}{int8} to "
           f"{manifest.directory} (manifest {path.name})")
     return 0
-
-
-DENSE_OUTPUT = "patch_embeddings"
 
 
 def export_dense_onnx(model: ImageBindModel, path: str | os.PathLike[str],

@@ -113,6 +113,7 @@ class OnnxRuntimeBackend(Backend):
 def check_io(sess: Any, entry: EncoderEntry, path: Path) -> None:
     """The graph must take and return what the manifest says (else: another export's file)."""
     ins, outs = sess.get_inputs(), sess.get_outputs()
+
     def dims(shape: list[Any], names: list[int | str]) -> list[int | str]:
         """Symbolic graph dimensions take the manifest's names (ONNX writes its own)."""
         return [d if isinstance(d, int) else (n if isinstance(n, str) else "?")
