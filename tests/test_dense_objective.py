@@ -4,8 +4,10 @@ through the real image pipeline), the per-patch targets, and the loss's directio
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from imagebind_ros.model import create_model
 from imagebind_ros.preprocess import image_to_tensor, tokenize
 from training.augment import FULL, CropBox, crop, hflip, random_crop_box
 from training.dense_objective import DenseObjective, patch_targets, view_box
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_view_box_hand_cases() -> None:
@@ -94,3 +98,22 @@ def test_dense_objective_step_lowers_its_loss_and_trains_both_towers() -> None:
     assert float(loss) < float(first)
     with pytest.raises(ValueError, match="temperature"):
         DenseObjective(model, tokenize(["a"], cfg), tokenize(["b"], cfg), "maskclip", 0.0)
+
+
+def test_hub_stage_trains_with_the_dense_objective(tmp_path: Path) -> None:
+    """A two-step hub run with ``dense.weight``: the epoch's losses hold a finite dense term;
+    the objective is refused outside the hub stage."""
+    from training import train
+    from training.config import load_config
+
+    cfg = str(ROOT / "training" / "configs" / "synthetic_hub.yaml")
+    status = train.main(["--config", cfg, "--out_dir", str(tmp_path), "--dense.weight", "1.0",
+                         "--epochs", "1", "--data.steps_per_epoch", "2", "--batch_size", "8",
+                         "--data.train.text.n", "32", "--data.eval", "null", "--threads", "1",
+                         "--log.tensorboard", "false", "--log.progress", "false"])
+    assert status == 0
+    loss = json.loads((tmp_path / "metrics.json").read_text())["epochs"][-1]["loss"]
+    assert set(loss) == {"text", "dense"} and all(math.isfinite(v) for v in loss.values())
+    spokes = str(ROOT / "training" / "configs" / "synthetic_spokes.yaml")
+    with pytest.raises(ValueError, match="stage hub only"):
+        load_config(spokes, ["--dense.weight", "1.0"], check_data=False)
