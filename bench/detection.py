@@ -3,6 +3,7 @@
     python bench/detection.py accuracy [--scenes 50]   # demo checkpoint, audio + text prompts
     python bench/detection.py speed                    # regions/s, latency per 640x480 frame
     python bench/detection.py tradeoff                 # hit rate vs latency, docs plot
+    python bench/detection.py backends                 # dense read-out: torch vs onnxruntime
 
 ``accuracy``: ``SyntheticWorld.scene`` frames (640x480, 3 objects of different classes at
 known boxes, a random stream no training run drew from); every object in turn is prompted
@@ -38,8 +39,8 @@ from tqdm import tqdm  # noqa: E402
 
 from imagebind_ros import preprocess as pp  # noqa: E402
 from imagebind_ros.detection import (DetectorConfig, Prompt, RegionDetector,  # noqa: E402
-                                     Trial, draw_detections, evaluate_synthetic, heatmap,
-                                     pyramid)
+                                     Trial, dense_tensor, draw_detections,
+                                     evaluate_synthetic, heatmap, pyramid)
 from common import single_encoder_model, time_calls  # noqa: E402  (bench/common.py)
 from imagebind_ros.model import ImageBindModel, create_model  # noqa: E402
 from imagebind_ros.model.dense import DENSE_VARIANTS, DenseVisionEncoder  # noqa: E402
@@ -360,6 +361,34 @@ def plot_tradeoff(rows: list[dict], out: str) -> None:
     print(f"wrote {out}")
 
 
+def backends(args: argparse.Namespace) -> None:
+    """The dense read-out alone (one 640x480 frame's forward) on the torch backend and on
+    ONNX Runtime over a fresh ``export --dense`` of the same checkpoint, in the same run."""
+    import tempfile
+
+    from imagebind_ros.inference.export import export_onnx
+    from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from imagebind_ros.inference.torch_backend import TorchBackend
+
+    torch.set_num_threads(args.threads)
+    model = create_model(checkpoint=args.checkpoint)
+    frame = SyntheticWorld().scene([0, 1, 2], np.random.default_rng(0)).image  # 640x480
+    with tempfile.TemporaryDirectory() as out:
+        export_onnx(model, ["vision"], out, progress=False, dense=[args.variant])
+        runs = {"torch": TorchBackend(model, modalities=["vision"]),
+                "onnxruntime": OnnxRuntimeBackend(out, threads=args.threads)}
+        print(f"threads={args.threads} load={os.getloadavg()[0]:.1f} variant={args.variant}\n"
+              "| short side | patches | torch ms | onnxruntime ms | ort / torch |\n"
+              "|---|---|---|---|---|")
+        for size in args.sizes:
+            x, _ = dense_tensor(frame, size, model.config.vision)
+            t = {k: time_calls(lambda b=b: b.encode_dense(x, args.variant), batch=1,
+                               repeats=args.repeats).p50 for k, b in runs.items()}
+            n = x.shape[2] * x.shape[3] // model.config.vision.kernel_size[1] ** 2
+            print(f"| {size} px | {n} | {t['torch'] * 1e3:.2f} | {t['onnxruntime'] * 1e3:.2f} "
+                  f"| {t['onnxruntime'] / t['torch']:.2f} |", flush=True)
+
+
 def num(x: float) -> str:
     """Three significant digits, never in exponent form."""
     return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
@@ -446,11 +475,16 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--label", default="demo model", help="this checkpoint in the plot")
     t.add_argument("--also", nargs="*", default=[], help="tradeoff JSONs of other runs to "
                    "plot alongside")
-    for q in (a, d, s, t):
+    b = sub.add_parser("backends", help="dense read-out latency: torch vs ONNX Runtime")
+    b.add_argument("--checkpoint", default=str(DEMO))
+    b.add_argument("--variant", default="maskclip", choices=DENSE_VARIANTS)
+    b.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 192])
+    b.add_argument("--repeats", type=int, default=20)
+    for q in (a, d, s, t, b):
         q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
-    {"accuracy": accuracy, "dense": dense, "speed": speed, "tradeoff": tradeoff}[
-        args.command](args)
+    {"accuracy": accuracy, "dense": dense, "speed": speed, "tradeoff": tradeoff,
+     "backends": backends}[args.command](args)
 
 
 if __name__ == "__main__":
