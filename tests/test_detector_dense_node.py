@@ -1,8 +1,9 @@
 """The detector node with ``method: dense`` over real DDS, in an ``imagebind-ros run`` child
-process (demo model): its detections equal the offline dense ``RegionDetector``'s on the same
-frame, and ``~/heatmap`` is an rgb8 picture of the camera's size and stamp that equals
-``heatmap(frame, similarity map)`` computed offline, whose hottest point lies on the prompted
-object."""
+process (demo model, on torch and on ONNX Runtime with an ``export --dense`` graph): its
+detections equal the offline (torch) dense ``RegionDetector``'s on the same frame, and
+``~/heatmap`` is an rgb8 picture of the camera's size and stamp that equals
+``heatmap(frame, similarity map)`` computed offline, whose hottest point lies on the
+prompted object."""
 
 from __future__ import annotations
 
@@ -41,13 +42,27 @@ def offline() -> Any:
     return create_model(checkpoint=DEMO)
 
 
-@pytest.fixture(scope="module")
-def dense_graph(offline: Any) -> Any:
-    sets = ["use_encoder:=false", "use_detector:=true", f"checkpoint:={DEMO}",
-            "detector_node.max_rate_hz:=0.0", "threads:=1"]
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def dense_graph(request: pytest.FixtureRequest, offline: Any,
+                tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The detector on the demo checkpoint (torch), or on its ONNX export with a dense
+    graph (onnxruntime): the offline torch reference must hold for both."""
+    sets = ["use_encoder:=false", "use_detector:=true", "detector_node.max_rate_hz:=0.0",
+            "threads:=1"]
+    if request.param == "torch":
+        sets.append(f"checkpoint:={DEMO}")
+    else:
+        pytest.importorskip("onnxruntime")
+        from imagebind_ros.inference.export import export_onnx
+
+        out = tmp_path_factory.mktemp("demo_onnx")
+        export_onnx(offline, ["vision", "text"], out, progress=False, verify=False,
+                    dense=[DENSE["dense_variant"]])
+        sets += [f"onnx_dir:={out}", "backend:=onnxruntime"]
     sets += [f"detector_node.{k}:={v}" for k, v in DENSE.items()]
     with node_graph(sets, ("detecting in",)) as (child, harness):
-        assert any("dense (maskclip, short sides 128 px)" in ln for ln in child.lines)
+        assert any("dense (maskclip, short sides 128 px)" in ln and request.param in ln
+                   for ln in child.lines)
         heat: list[Image] = []
         harness.node.create_subscription(Image, "detector_node/heatmap", heat.append,
                                          RELIABLE_QOS)
