@@ -140,8 +140,8 @@ class DetectorNode(Node):
           "with --dense)")
         d("dense_sizes", list(base.dense_sizes), "dense: short sides in pixels of the frame "
           "fed to the encoder, one forward each (0 = the encoder's training size)")
-        d("dense_variant", "maskclip", "dense: last-block reading (plain, maskclip, sclip, "
-          "clearclip, naclip)")
+        d("dense_variant", "naclip", "dense: last-block reading (plain, maskclip, sclip, "
+          "clearclip, naclip; naclip won the demo model's tuning, docs/detection.md)")
         d("publish_heatmap", True, "publish ~/heatmap: the newest prompt's similarity map "
           "over the frame (rgb8)")
         d("scales", list(base.scales), "window sides as fractions of the short image side")
