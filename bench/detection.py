@@ -4,6 +4,7 @@
     python bench/detection.py speed                    # regions/s, latency per 640x480 frame
     python bench/detection.py tradeoff                 # hit rate vs latency, docs plot
     python bench/detection.py backends                 # dense read-out: torch vs onnxruntime
+    python bench/detection.py patches                  # patch top-1 inside objects
 
 ``accuracy``: ``SyntheticWorld.scene`` frames (640x480, 3 objects of different classes at
 known boxes, a random stream no training run drew from); every object in turn is prompted
@@ -361,6 +362,38 @@ def plot_tradeoff(rows: list[dict], out: str) -> None:
     print(f"wrote {out}")
 
 
+def patches(args: argparse.Namespace) -> None:
+    """Patch-level alignment of the dense read-out: on two-object scenes of a stream no run
+    tunes on, the share of patches inside an object's box whose nearest class caption is
+    that object's class (8 classes: chance 0.125)."""
+    torch.set_num_threads(args.threads)
+    world = SyntheticWorld()
+    for ckpt in args.checkpoints:
+        model = create_model(checkpoint=ckpt)
+        text = encoder(model, "text")(pp.tokenize(
+            [f"a photo of a {c}" for c in world.classes], model.config.text))
+        for variant in args.variants:
+            run = dense_encoder(model, variant)
+            for size in args.sizes:
+                ok = n = 0
+                for g in np.random.default_rng([world.seed, 0xDA7C, args.seed]).spawn(
+                        args.scenes):
+                    scene = world.scene([int(c) for c in g.choice(world.num_classes, 2,
+                                                                 replace=False)], g)
+                    x, _ = dense_tensor(scene.image, size, model.config.vision)
+                    pred = (run(x)[0] @ text.T).argmax(-1)
+                    gh, gw = pred.shape
+                    h, w = scene.image.shape[:2]
+                    cy, cx = (np.arange(gh) + 0.5) * h / gh, (np.arange(gw) + 0.5) * w / gw
+                    for (x0, y0, x1, y1), c in zip(scene.boxes, scene.class_ids):
+                        inside = ((cy[:, None] >= y0) & (cy[:, None] < y1)
+                                  & (cx[None] >= x0) & (cx[None] < x1))
+                        ok += int((pred[inside] == c).sum())
+                        n += int(inside.sum())
+                print(f"| {Path(ckpt).parent.name}/{Path(ckpt).name} | {variant} | {size} px | "
+                      f"{ok / n:.2f} | {n} |", flush=True)
+
+
 def backends(args: argparse.Namespace) -> None:
     """The dense read-out alone (one 640x480 frame's forward) on the torch backend and on
     ONNX Runtime over a fresh ``export --dense`` of the same checkpoint, in the same run."""
@@ -480,11 +513,18 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--variant", default="maskclip", choices=DENSE_VARIANTS)
     b.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 192])
     b.add_argument("--repeats", type=int, default=20)
-    for q in (a, d, s, t, b):
+    c = sub.add_parser("patches", help="patch top-1 of the dense read-out inside objects")
+    c.add_argument("--checkpoints", nargs="+", default=[str(DEMO)])
+    c.add_argument("--variants", nargs="+", default=["plain", "maskclip", "naclip"],
+                   choices=DENSE_VARIANTS)
+    c.add_argument("--sizes", nargs="+", type=int, default=[64, 128])
+    c.add_argument("--scenes", type=int, default=15)
+    c.add_argument("--seed", type=int, default=0)
+    for q in (a, d, s, t, b, c):
         q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
     {"accuracy": accuracy, "dense": dense, "speed": speed, "tradeoff": tradeoff,
-     "backends": backends}[args.command](args)
+     "backends": backends, "patches": patches}[args.command](args)
 
 
 if __name__ == "__main__":
