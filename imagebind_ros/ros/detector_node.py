@@ -383,10 +383,11 @@ class DetectorNode(Node):
         return dets
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=30)
+        if hasattr(self, "_worker"):  # a start that failed half-way has no worker yet
+            self._stop.set()
+            self.mailbox.close()
+            if self._worker.is_alive():
+                self._worker.join(timeout=30)
         super().destroy_node()
 
 

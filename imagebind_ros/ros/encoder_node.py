@@ -461,10 +461,11 @@ class EncoderNode(LabelParameters, Node):
         self.get_logger().info("; ".join(parts))
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10)
+        if hasattr(self, "_worker"):  # a start that failed half-way has no worker yet
+            self._stop.set()
+            self.mailbox.close()
+            if self._worker.is_alive():
+                self._worker.join(timeout=10)
         super().destroy_node()
 
 
