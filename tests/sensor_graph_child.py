@@ -6,11 +6,14 @@ stand-in for mgonzs13/audio_common's capturer, in one process and one executor.
 - ``/comp/encoder_node``: the image_transport topics ``camera/image_raw/compressed``,
   ``depth/image_raw/compressedDepth`` and ``thermal/image_raw/compressed``.
 - the capturer: each ``imagebind_ros/AudioChunk`` (S16LE mono) the test publishes on
-  ``/raw/mic_in`` is republished on ``/raw/audio`` as audio_capturer_node fills an
-  AudioStamped (paInt16 samples in ``int16_data``, format, channels, rate, chunk), with the
-  same header. audio_common_msgs comes from the test fixture (``interface_fixture``).
+  ``/raw/mic_in`` is republished on ``/raw/audio`` with the same header, as the variant's
+  capture node fills it: mgonzs13's audio_capturer_node an AudioStamped (paInt16 samples in
+  ``int16_data``, format, channels, rate, chunk); ros-drivers' audio_capture (format:=wave)
+  an AudioDataStamped of the raw bytes, its format on ``audio_info``. audio_common_msgs
+  comes from the test fixture (``interface_fixture``).
 
-argv: checkpoint path. Runs until SIGTERM/SIGINT (rclpy's handlers end the spin).
+argv: checkpoint path, variant (mgonzs13 | ros_drivers). Runs until SIGTERM/SIGINT
+(rclpy's handlers end the spin).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sys
 
 import numpy as np
 import rclpy
-from audio_common_msgs.msg import AudioStamped
+import audio_common_msgs.msg as acm
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
@@ -35,20 +38,30 @@ def params(values: dict) -> list[Parameter]:
 def main() -> None:
     use_large_data_profile()
     rclpy.init()
+    variant = sys.argv[2]
+    msg_type = "AudioStamped" if variant == "mgonzs13" else "AudioDataStamped"
     common = {"checkpoint": sys.argv[1], "stats_period_s": 0.0, "vision.max_rate_hz": 0.0,
               "depth.max_rate_hz": 0.0, "thermal.max_rate_hz": 0.0}
     raw = EncoderNode(namespace="raw", parameter_overrides=params({
-        **common, "audio.msg_type": "audio_common_msgs/msg/AudioStamped",
+        **common, "audio.msg_type": f"audio_common_msgs/msg/{msg_type}",
         "imu.gyro_topic": "gyro", "imu.accel_topic": "accel"}))
     comp = EncoderNode(namespace="comp", parameter_overrides=params({
         **common, "vision.transport": "compressed", "depth.transport": "compressedDepth",
         "thermal.transport": "compressed"}) + [
         Parameter("modalities", Parameter.Type.STRING_ARRAY, ["vision", "depth", "thermal"])])
     capturer = rclpy.create_node("audio_capturer_node", namespace="raw")
-    pub = capturer.create_publisher(AudioStamped, "audio", sensor_qos(50))
+    pub = capturer.create_publisher(getattr(acm, msg_type), "audio", sensor_qos(50))
+    info_pub = capturer.create_publisher(acm.AudioInfo, "audio_info", 1)
 
     def relay(chunk: AudioChunk) -> None:
-        msg = AudioStamped(header=chunk.header)
+        if variant == "ros_drivers":
+            info_pub.publish(acm.AudioInfo(channels=1, sample_rate=chunk.sample_rate,
+                                           sample_format="S16LE", bitrate=0,
+                                           coding_format="wave"))
+            pub.publish(acm.AudioDataStamped(header=chunk.header,
+                                             audio=acm.AudioData(data=bytes(chunk.data))))
+            return
+        msg = acm.AudioStamped(header=chunk.header)
         pcm = np.frombuffer(bytes(chunk.data), "<i2")
         msg.audio.audio_data.int16_data = pcm.tolist()
         msg.audio.info.format, msg.audio.info.channels = 8, 1  # paInt16

@@ -1,15 +1,16 @@
 """Real robots' sensor formats into the encoder node over DDS (issue 12).
 
 One child process (``sensor_graph_child.py``) holds two encoder nodes on one model (the
-demo checkpoint): one on
-raw topics, one on image_transport's compressed topics. This process publishes the same
-picture in every camera format a driver sends and compares the embedding of each with the
-node's own embedding of the ``rgb8`` frame: cosine >= 0.98 where the format loses a little
-(Bayer demosaicing, YUV chroma subsampling, JPEG), >= 0.9999 where it is lossless. The same
-for depth (16UC1 vs 32FC1, mono16, compressedDepth png/rvl) and thermal (mono16 vs png).
-The child also takes audio as audio_common_msgs/AudioStamped (built from the fixture
-definitions) and IMU from separate gyro/accel topics; both are compared with the offline
-model on the same samples. A topic fed another type gets one warning naming both types.
+demo checkpoint): one on raw topics, one on image_transport's compressed topics. This
+process publishes the same picture in every camera format a driver sends and compares the
+embedding of each with the node's own embedding of the ``rgb8`` frame: cosine >= 0.98 where
+the format loses a little (Bayer demosaicing, YUV chroma subsampling, JPEG), >= 0.9999
+where it is lossless. The same for depth (16UC1 vs 32FC1, mono16, compressedDepth png/rvl)
+and thermal (mono16 vs png). The node also takes audio_common's audio (mgonzs13's
+AudioStamped; ros-drivers' AudioDataStamped with its AudioInfo; each variant's messages
+from the fixture definitions, one child process per variant) and IMU from separate
+gyro/accel topics; both are compared with the offline model on the same samples. A topic
+fed another type gets one warning naming both types.
 """
 
 from __future__ import annotations
@@ -123,28 +124,47 @@ def checkpoint() -> Path:
 
 
 @pytest.fixture(scope="module")
-def graph(checkpoint: Path) -> Iterator[tuple[NodeProcess, Peer]]:
-    try:
-        env = child_env(build_interfaces("mgonzs13"), base=ENV)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-        if os.environ.get("IMAGEBIND_ROS_REQUIRE_ROS") == "1":
-            pytest.fail(f"cannot build the mgonzs13 fixture: {e}", pytrace=False)
-        pytest.skip(f"cannot build the mgonzs13 fixture: {e}")
-    child = NodeProcess([sys.executable, str(CHILD), str(checkpoint)], env=env)
+def graphs(checkpoint: Path) -> Iterator[Any]:
+    """The sensor graph of an audio_common variant, started on first use (one at a time)."""
+    running: dict[str, tuple[NodeProcess, Peer]] = {}
     rclpy.init()
-    peer = Peer()
-    try:
+
+    def stop() -> None:
+        for child, peer in running.values():
+            peer.executor.shutdown()
+            peer.node.destroy_node()
+            child.stop(timeout=20)
+        running.clear()
+
+    def get(variant: str) -> tuple[NodeProcess, Peer]:
+        if variant in running:
+            return running[variant]
+        stop()
+        try:
+            env = child_env(build_interfaces(variant), base=ENV)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            if os.environ.get("IMAGEBIND_ROS_REQUIRE_ROS") == "1":
+                pytest.fail(f"cannot build the {variant} fixture: {e}", pytrace=False)
+            pytest.skip(f"cannot build the {variant} fixture: {e}")
+        child = NodeProcess([sys.executable, str(CHILD), str(checkpoint), variant], env=env)
+        running[variant] = child, Peer()
         wait_for(lambda: any("sensor graph ready" in ln for ln in child.lines)
                  or child.proc.poll() is not None, 90, "the sensor graph to start")
         assert child.proc.poll() is None, "\n".join(child.lines)
-        for key, pub in peer.pubs.items():
+        for key, pub in running[variant][1].pubs.items():
             wait_for(lambda: pub.get_subscription_count() > 0, 30, f"{key} subscription")
-        yield child, peer
+        return running[variant]
+
+    try:
+        yield get
     finally:
-        peer.executor.shutdown()
-        peer.node.destroy_node()
+        stop()
         rclpy.shutdown()
-        child.stop(timeout=20)
+
+
+@pytest.fixture()
+def graph(graphs: Any) -> tuple[NodeProcess, Peer]:
+    return graphs("mgonzs13")
 
 
 def test_camera_formats_match_rgb8(graph: Any) -> None:
@@ -209,29 +229,6 @@ def test_depth_and_thermal_formats_match(graph: Any) -> None:
     assert cosine(png, th) >= LOSSLESS
 
 
-def test_audio_common_audio_stamped(graph: Any, checkpoint: Path) -> None:
-    """AudioStamped chunks (paInt16) in; the first 2-s window equals the offline model's
-    embedding of the same int16 samples."""
-    _, p = graph
-    model = create_model(checkpoint=checkpoint)
-    sr, chunk = 16000, 320
-    sig = SyntheticWorld(seed=4).audio(4, np.random.default_rng(4), seconds=2.6)
-    pcm = np.round(sig * 32768).clip(-32768, 32767).astype(np.int16)
-    t0 = p.next_stamp(100)
-    for j in range(len(pcm) // chunk):
-        header = cv.make_header(t0 + j * chunk * NS // sr, "mic")
-        p.pubs[("raw", "audio")].publish(AudioChunk(
-            header=header, sample_rate=sr, channels=1, sample_format="S16LE",
-            data=pcm[j * chunk:(j + 1) * chunk].astype("<i2").tobytes()))
-        time.sleep(0.004)
-    first = 2 * sr
-    v = p.output("raw", "audio", t0 + (first - 1) * NS // sr)
-    with torch.inference_mode():
-        want = model.encode("audio", pp.audio_to_tensor(pcm[:first] / 32768, sr,
-                                                        model.config.audio)[None])[0]
-    assert cosine(v, want.numpy()) >= LOSSLESS
-
-
 def test_realsense_gyro_and_accel_topics(graph: Any, checkpoint: Path) -> None:
     """gyro/sample at 200 Hz and accel/sample at 63 Hz, each with only its own field (the
     other 0, as realsense2_camera sends them): the window equals the offline model's
@@ -290,3 +287,32 @@ def test_other_type_on_an_input_topic_warns_once(graph: Any) -> None:
     image = warned("/comp/camera/image_raw/compressed carries")
     assert len(image) == 1 and "sensor_msgs/msg/Image" in image[0]
     assert "sensor_msgs/msg/CompressedImage" in image[0]
+
+
+@pytest.mark.parametrize("variant", ["mgonzs13", "ros_drivers"])
+def test_audio_common_messages(graphs: Any, checkpoint: Path, variant: str) -> None:
+    """mgonzs13's AudioStamped (paInt16) or ros-drivers' AudioDataStamped (S16LE bytes, the
+    format on audio_info) in; the first 2-s window equals the offline model's embedding of
+    the same int16 samples."""
+    _, p = graphs(variant)
+    model = create_model(checkpoint=checkpoint)
+    sr, chunk = 16000, 320
+    sig = SyntheticWorld(seed=4).audio(4, np.random.default_rng(4), seconds=2.6)
+    pcm = np.round(sig * 32768).clip(-32768, 32767).astype(np.int16)
+    t0 = p.next_stamp(100)
+    # a first chunk 1 s before (ros-drivers: its AudioInfo may arrive after it, so it may
+    # be refused); the 1-s gap restarts the window at t0 either way
+    for j in [-sr // chunk] + list(range(len(pcm) // chunk)):
+        if j == 0:
+            time.sleep(0.5)
+        header = cv.make_header(t0 + j * chunk * NS // sr, "mic")
+        p.pubs[("raw", "audio")].publish(AudioChunk(
+            header=header, sample_rate=sr, channels=1, sample_format="S16LE",
+            data=pcm[max(j, 0) * chunk:(max(j, 0) + 1) * chunk].astype("<i2").tobytes()))
+        time.sleep(0.004)
+    first = 2 * sr
+    v = p.output("raw", "audio", t0 + (first - 1) * NS // sr)
+    with torch.inference_mode():
+        want = model.encode("audio", pp.audio_to_tensor(pcm[:first] / 32768, sr,
+                                                        model.config.audio)[None])[0]
+    assert cosine(v, want.numpy()) >= LOSSLESS
