@@ -282,6 +282,8 @@ class AudioInput:
                          hint)
         if msg_type in NEEDS_AUDIO_INFO:
             info = load_message_type("audio_common_msgs/msg/AudioInfo", "audio info")
+            # best effort and volatile match any publisher (BEST_AVAILABLE would pick
+            # transient local when the publisher starts later, and then not match it)
             inputs.subscribe(info, info_topic, self._on_info, qos)
 
     def _on_info(self, msg: Any) -> None:
