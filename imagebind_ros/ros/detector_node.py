@@ -4,8 +4,9 @@ Subscriptions (sensor-data QoS): ``camera.topic`` (``sensor_msgs/Image``, or
 ``CompressedImage`` by ``camera.transport`` or a ``.../compressed`` topic), ``audio.topic``
 (``audio.msg_type``: our ``AudioChunk`` or audio_common's, kept for ``audio.buffer_s`` seconds
 for "the last N seconds" prompts); an input topic carrying another type gets one warning.
-Prompt topics (reliable): ``prompt.text_topic`` (``std_msgs/String``) and ``prompt.embedding_topic``
-(``imagebind_ros/Embedding``: any modality, e.g. an encoder's ``embeddings/thermal``).
+Prompt topics (reliable): ``prompt.text_topic`` (``std_msgs/String``) and
+``prompt.embedding_topic`` (``imagebind_ros/Embedding``: any modality, e.g. an encoder's
+``embeddings/thermal``).
 Service ``~/set_prompt`` (``SetPrompt``). Publications (reliable): ``detections``
 (``imagebind_ros/Detection2DArray``) and, with ``publish_image``, ``detections/image`` (rgb8
 with boxes, labels and scores drawn, for rqt/rviz).
@@ -47,7 +48,7 @@ from imagebind_ros.msg import (BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (AUDIO_CHUNK, RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
                                           AudioInput, InputTopics, StartupError, WarnLimiter,
                                           declare, image_transport, run_node, sensor_qos,
                                           warn_key)
@@ -125,8 +126,8 @@ class DetectorNode(Node):
           ".../compressed topic is compressed, else raw); compressed: camera.topic/compressed, "
           "as image_transport does")
         d("audio.topic", "audio", "audio topic for sound prompts (type: audio.msg_type)")
-        d("audio.msg_type", AUDIO_CHUNK, "audio message type: imagebind_ros/msg/AudioChunk or "
-          "audio_common_msgs/msg/AudioStamped, AudioDataStamped or AudioData")
+        d("audio.msg_type", dec.AUDIO_CHUNK, "audio message type: imagebind_ros/msg/"
+          "AudioChunk or audio_common_msgs/msg/AudioStamped, AudioDataStamped or AudioData")
         d("audio.info_topic", "audio_info", "audio_common AudioInfo topic (AudioData and "
           "AudioDataStamped only)")
         d("audio.buffer_s", 10.0, "seconds of audio kept for 'the last N seconds' prompts")

@@ -10,7 +10,7 @@ newest unprocessed input of each modality (older ones are dropped and counted) a
 
 Image inputs are ``sensor_msgs/Image`` or, by ``<m>.transport`` or the image_transport topic
 suffix (``.../compressed``, ``.../compressedDepth``), ``CompressedImage``; audio is any of
-``node_utils.AUDIO_MSG_TYPES`` (``audio.msg_type``); IMU one topic or RealSense-style
+``decode.AUDIO_MSG_TYPES`` (``audio.msg_type``); IMU one topic or RealSense-style
 separate gyro and accel topics combined (``imu_combine``). An input topic that carries
 another message type gets one warning naming both. Inputs use sensor-data QoS (best
 effort), outputs are reliable. Services: ``~/set_labels``
@@ -41,7 +41,7 @@ from imagebind_ros.imu_combine import ImuCombiner
 from imagebind_ros.msg import ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (AUDIO_CHUNK, RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
                                           AudioInput, InputTopics, LabelParameters,
                                           StartupError, WarnLimiter, declare, image_transport,
                                           labels_from, run_node, sensor_qos, warn_key)
@@ -134,7 +134,7 @@ class EncoderNode(LabelParameters, Node):
                                     "or auto (a .../compressed or .../compressedDepth topic "
                                     "says which, else raw); not raw: topic/<transport>, "
                                     "sensor_msgs/CompressedImage, as image_transport does")
-        p["audio.msg_type"] = d("audio.msg_type", AUDIO_CHUNK, "audio message type: "
+        p["audio.msg_type"] = d("audio.msg_type", dec.AUDIO_CHUNK, "audio message type: "
                                 "imagebind_ros/msg/AudioChunk or audio_common_msgs/msg/"
                                 "AudioStamped, AudioDataStamped or AudioData")
         p["audio.info_topic"] = d("audio.info_topic", "audio_info", "audio_common AudioInfo "

@@ -245,16 +245,6 @@ def image_transport(topic: str, transport: str) -> tuple[str, str]:
     return f"{topic.rstrip('/')}/{transport}", transport
 
 
-# Audio message types an audio input can take (``audio.msg_type``); audio_common's are
-# loaded only when chosen, from whichever audio_common_msgs is installed.
-AUDIO_CHUNK = "imagebind_ros/msg/AudioChunk"
-AUDIO_MSG_TYPES = (AUDIO_CHUNK,
-                   "audio_common_msgs/msg/AudioStamped",  # mgonzs13/audio_common
-                   "audio_common_msgs/msg/AudioDataStamped",  # ros-drivers/audio_common
-                   "audio_common_msgs/msg/AudioData")  # ros-drivers, unstamped
-NEEDS_AUDIO_INFO = ("audio_common_msgs/msg/AudioDataStamped", "audio_common_msgs/msg/AudioData")
-
-
 def load_message_type(name: str, what: str) -> Any:
     """A message class by type name; StartupError naming the package when it is missing."""
     package, _, cls = name.partition("/msg/")
@@ -266,22 +256,22 @@ def load_message_type(name: str, what: str) -> Any:
 
 
 class AudioInput:
-    """A node's audio topic in any of ``AUDIO_MSG_TYPES``: subscribes it (and, for
+    """A node's audio topic in any of ``decode.AUDIO_MSG_TYPES``: subscribes it (and, for
     ros-drivers' AudioData, its ``info_topic``, whose AudioInfo says the sample format)
     and decodes each message with ``decode.decode_audio``."""
 
     def __init__(self, inputs: InputTopics, node: Node, msg_type: str, topic: str,
                  info_topic: str, callback: Callable[[Any], None], qos: QoSProfile) -> None:
-        if msg_type not in AUDIO_MSG_TYPES:
+        if msg_type not in dec.AUDIO_MSG_TYPES:
             raise StartupError(f"audio.msg_type {msg_type!r} unknown; choose from "
-                               f"{', '.join(AUDIO_MSG_TYPES)}")
+                               f"{', '.join(dec.AUDIO_MSG_TYPES)}")
         self._node = node
         self.info: dec.AudioInfo | None = None
-        hint = f"set audio.msg_type (one of {', '.join(AUDIO_MSG_TYPES)})"
+        hint = f"set audio.msg_type (one of {', '.join(dec.AUDIO_MSG_TYPES)})"
         inputs.subscribe(load_message_type(msg_type, "audio.msg_type"), topic, callback, qos,
                          hint)
-        if msg_type in NEEDS_AUDIO_INFO:
-            info = load_message_type("audio_common_msgs/msg/AudioInfo", "audio info")
+        if msg_type in dec.NEEDS_AUDIO_INFO:
+            info = load_message_type(dec.AUDIO_INFO, "audio info")
             # best effort and volatile match any publisher (BEST_AVAILABLE would pick
             # transient local when the publisher starts later, and then not match it)
             inputs.subscribe(info, info_topic, self._on_info, qos)

@@ -26,14 +26,10 @@ log = logging.getLogger(__name__)
 # X topics of images (paired with the nearest frame) rather than streams (windowed)
 FRAMES = modalities.image_modalities()
 
-AUDIO_CHUNK = "imagebind_ros/msg/AudioChunk"
-AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 # Topic types each X modality may have; audio_common's come with the bag's definitions.
 X_TYPES = {"depth": IMAGE_TYPES, "thermal": IMAGE_TYPES, "imu": ("sensor_msgs/msg/Imu",),
-           "audio": (AUDIO_CHUNK, "audio_common_msgs/msg/AudioStamped",
-                     "audio_common_msgs/msg/AudioDataStamped",
-                     "audio_common_msgs/msg/AudioData")}
+           "audio": dec.AUDIO_MSG_TYPES}
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 
 
@@ -44,7 +40,7 @@ def typestore() -> Any:
     store = get_typestore(getattr(Stores, "ROS2_KILTED", Stores.LATEST))
     msg = MSG_DIR / "AudioChunk.msg"
     if msg.is_file():
-        store.register(get_types_from_msg(msg.read_text(encoding="utf-8"), AUDIO_CHUNK))
+        store.register(get_types_from_msg(msg.read_text(encoding="utf-8"), dec.AUDIO_CHUNK))
     return store
 
 
@@ -153,14 +149,14 @@ class RosbagPairs(RawPairs):
                 raise ValueError(f"{spec['path']}: {topic} has type {topics[topic].msgtype}; "
                                  f"it must be {' or '.join(ok)}")
         info = ""
-        if topics[spec["x_topic"]].msgtype.startswith("audio_common_msgs/msg/AudioData"):
+        if topics[spec["x_topic"]].msgtype in dec.NEEDS_AUDIO_INFO:
             info = spec.get("info_topic") or next(
-                (t for t, c in topics.items() if c.msgtype == AUDIO_INFO), None)
-            if info not in topics or topics[info].msgtype != AUDIO_INFO:
+                (t for t, c in topics.items() if c.msgtype == dec.AUDIO_INFO), None)
+            if info not in topics or topics[info].msgtype != dec.AUDIO_INFO:
                 raise ValueError(f"{spec['path']}: {spec['x_topic']} is audio_common AudioData, "
                                  "whose format is on an AudioInfo topic; the bag has none "
                                  "(record audio_info) or set info_topic")
-            need[info] = (AUDIO_INFO,)
+            need[info] = (dec.AUDIO_INFO,)
         return set(need), info
 
     def _check_frame(self, msg: Any, modality: str) -> None:
