@@ -4,7 +4,8 @@ stand-in for mgonzs13/audio_common's capturer, in one process and one executor.
 - ``/raw/encoder_node``: raw ``Image`` topics; audio as ``audio_common_msgs/AudioStamped``;
   IMU from RealSense-style separate ``gyro`` and ``accel`` topics.
 - ``/comp/encoder_node``: the image_transport topics ``camera/image_raw/compressed``,
-  ``depth/image_raw/compressedDepth`` and ``thermal/image_raw/compressed``.
+  ``depth/image_raw/compressedDepth`` and ``thermal/image_raw/compressed``; IMU on one
+  topic, ``imu/data``.
 - the capturer: each ``imagebind_ros/AudioChunk`` (S16LE mono) the test publishes on
   ``/raw/mic_in`` is republished on ``/raw/audio`` with the same header, as the variant's
   capture node fills it: mgonzs13's audio_capturer_node an AudioStamped (paInt16 samples in
@@ -48,7 +49,8 @@ def main() -> None:
     comp = EncoderNode(namespace="comp", parameter_overrides=params({
         **common, "vision.transport": "compressed", "depth.transport": "compressedDepth",
         "thermal.transport": "compressed"}) + [
-        Parameter("modalities", Parameter.Type.STRING_ARRAY, ["vision", "depth", "thermal"])])
+        Parameter("modalities", Parameter.Type.STRING_ARRAY,
+                  ["vision", "depth", "thermal", "imu"])])
     capturer = rclpy.create_node("audio_capturer_node", namespace="raw")
     pub = capturer.create_publisher(getattr(acm, msg_type), "audio", sensor_qos(50))
     info_pub = capturer.create_publisher(acm.AudioInfo, "audio_info", 1)

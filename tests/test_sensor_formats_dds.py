@@ -59,7 +59,8 @@ IN_TOPICS = {("raw", "vision"): ("camera/image_raw", Image),
              ("raw", "gyro"): ("gyro", Imu), ("raw", "accel"): ("accel", Imu),
              ("comp", "vision"): ("camera/image_raw/compressed", CompressedImage),
              ("comp", "depth"): ("depth/image_raw/compressedDepth", CompressedImage),
-             ("comp", "thermal"): ("thermal/image_raw/compressed", CompressedImage)}
+             ("comp", "thermal"): ("thermal/image_raw/compressed", CompressedImage),
+             ("comp", "imu"): ("imu/data", Imu)}
 SCENE = SyntheticWorld(seed=12).render(3, np.random.default_rng(12), size=(240, 320))
 RGB = SCENE.image
 GREY = RGB.mean(axis=2).astype(np.uint8)
@@ -260,6 +261,30 @@ def test_realsense_gyro_and_accel_topics(graph: Any, checkpoint: Path) -> None:
         want = model.encode("imu", pp.imu_to_tensor(cs[keep], (ct[keep] - stamp) / NS,
                                                     cfg)[None])[0]
     assert cosine(e.vector, want.numpy()) >= LOSSLESS
+
+
+@pytest.mark.parametrize("case", ["rep145", "gyro_only"])
+def test_imu_without_a_field_is_refused_not_zero_filled(graph: Any, checkpoint: Path,
+                                                        case: str) -> None:
+    """One Imu topic whose acceleration is "not provided" (REP 145: covariance[0] = -1), or
+    RealSense's gyro/sample alone (acceleration 0 with a valid covariance): no embedding,
+    one warning that says why."""
+    child, p = graph
+    since = len(child.lines)
+    seconds = create_model(checkpoint=checkpoint).config.imu.window_seconds + 0.6
+    t0 = p.next_stamp(100)
+    for k in range(int(200 * seconds)):
+        msg = cv.numpy_to_imu(np.array([0, 0, 0, 0.1, 0.2, 0.3]),
+                              cv.make_header(t0 + k * NS // 200, "imu"))
+        if case == "rep145":
+            msg.linear_acceleration_covariance[0] = -1.0
+        p.pubs[("comp", "imu")].publish(msg)
+        time.sleep(0.001)
+    text = "not provided" if case == "rep145" else "exactly 0"
+    wait_for(lambda: [ln for ln in child.warnings(since) if text in ln], 10, f"'{text}'")
+    time.sleep(1.0)
+    assert not [e for e in p.got[("comp", "imu")] if stamp_to_ns(e.header.stamp) >= t0]
+    assert len([ln for ln in child.warnings(since) if text in ln]) == 1
 
 
 def test_other_type_on_an_input_topic_warns_once(graph: Any) -> None:
