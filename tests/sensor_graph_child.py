@@ -6,6 +6,8 @@ stand-in for mgonzs13/audio_common's capturer, in one process and one executor.
 - ``/comp/encoder_node``: the image_transport topics ``camera/image_raw/compressed``,
   ``depth/image_raw/compressedDepth`` and ``thermal/image_raw/compressed``; IMU on one
   topic, ``imu/data``.
+- ``/comp/detector_node``: the camera's compressed topic, audio from ``/raw/audio`` as the
+  variant's type.
 - the capturer: each ``imagebind_ros/AudioChunk`` (S16LE mono) the test publishes on
   ``/raw/mic_in`` is republished on ``/raw/audio`` with the same header, as the variant's
   capture node fills it: mgonzs13's audio_capturer_node an AudioStamped (paInt16 samples in
@@ -28,6 +30,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from imagebind_ros.msg import AudioChunk
+from imagebind_ros.ros.detector_node import DetectorNode
 from imagebind_ros.ros.encoder_node import EncoderNode
 from imagebind_ros.ros.node_utils import sensor_qos, use_large_data_profile
 
@@ -51,6 +54,11 @@ def main() -> None:
         "thermal.transport": "compressed"}) + [
         Parameter("modalities", Parameter.Type.STRING_ARRAY,
                   ["vision", "depth", "thermal", "imu"])])
+    detector = DetectorNode(namespace="comp", parameter_overrides=params({
+        "checkpoint": sys.argv[1], "camera.transport": "compressed", "max_rate_hz": 0.0,
+        "audio.msg_type": f"audio_common_msgs/msg/{msg_type}", "audio.topic": "/raw/audio",
+        "audio.info_topic": "/raw/audio_info", "scales": [0.3], "stride": 0.5,
+        "publish_image": False, "publish_heatmap": False}))
     capturer = rclpy.create_node("audio_capturer_node", namespace="raw")
     pub = capturer.create_publisher(getattr(acm, msg_type), "audio", sensor_qos(50))
     info_pub = capturer.create_publisher(acm.AudioInfo, "audio_info", 1)
@@ -72,7 +80,8 @@ def main() -> None:
 
     capturer.create_subscription(AudioChunk, "mic_in", relay, sensor_qos(50))
     executor = SingleThreadedExecutor()
-    for node in (raw, comp, capturer):
+    nodes = (raw, comp, detector, capturer)
+    for node in nodes:
         executor.add_node(node)
     print("sensor graph ready", flush=True)
     try:
@@ -80,7 +89,7 @@ def main() -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        for node in (raw, comp, capturer):
+        for node in nodes:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -9,8 +9,10 @@ where it is lossless. The same for depth (16UC1 vs 32FC1, mono16, compressedDept
 and thermal (mono16 vs png). The node also takes audio_common's audio (mgonzs13's
 AudioStamped; ros-drivers' AudioDataStamped with its AudioInfo; each variant's messages
 from the fixture definitions, one child process per variant) and IMU from separate
-gyro/accel topics; both are compared with the offline model on the same samples. A topic
-fed another type gets one warning naming both types.
+gyro/accel topics; both are compared with the offline model on the same samples. The
+detector node in the same process reads JPEG frames from the camera's ``/compressed`` topic
+and hears audio_common's audio. A topic fed another type gets one warning per subscribing
+node naming both types.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ from imagebind_ros import preprocess as pp  # noqa: E402
 from imagebind_ros.decode import stamp_to_ns  # noqa: E402
 from imagebind_ros.imu_combine import combine_imu  # noqa: E402
 from imagebind_ros.model import create_model  # noqa: E402
-from imagebind_ros.msg import AudioChunk, Embedding  # noqa: E402
+from imagebind_ros.msg import AudioChunk, Detection2DArray, Embedding  # noqa: E402
 from imagebind_ros.ros import conversions as cv  # noqa: E402
 from imagebind_ros.ros.node_utils import RELIABLE_QOS, sensor_qos  # noqa: E402
+from imagebind_ros.srv import SetPrompt  # noqa: E402
 from imagebind_ros.synthetic import SyntheticWorld, depth_to_mm, thermal_to_mono16  # noqa
 
 CHILD = Path(__file__).with_name("sensor_graph_child.py")
@@ -87,6 +90,10 @@ class Peer:
                 box = self.got.setdefault((ns, m), [])
                 self.node.create_subscription(Embedding, f"/{ns}/embeddings/{m}", box.append,
                                               RELIABLE_QOS)
+        self.detections: list[Detection2DArray] = []
+        self.node.create_subscription(Detection2DArray, "/comp/detections",
+                                      self.detections.append, RELIABLE_QOS)
+        self.set_prompt = self.node.create_client(SetPrompt, "/comp/detector_node/set_prompt")
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
@@ -287,6 +294,41 @@ def test_imu_without_a_field_is_refused_not_zero_filled(graph: Any, checkpoint: 
     assert len([ln for ln in child.warnings(since) if text in ln]) == 1
 
 
+def publish_audio(p: Peer, pcm: np.ndarray, t0: int, sr: int = 16000, chunk: int = 320
+                  ) -> None:
+    """S16LE chunks to the capturer stand-in, which republishes them as audio_common's."""
+    for j in range(len(pcm) // chunk):
+        header = cv.make_header(t0 + j * chunk * NS // sr, "mic")
+        p.pubs[("raw", "audio")].publish(AudioChunk(
+            header=header, sample_rate=sr, channels=1, sample_format="S16LE",
+            data=pcm[j * chunk:(j + 1) * chunk].astype("<i2").tobytes()))
+        time.sleep(0.004)
+
+
+def test_detector_compressed_camera_and_audio_common_sound(graph: Any) -> None:
+    """The detector hears AudioStamped (a 1-s sound prompt can be set from it) and detects
+    in JPEG frames of the camera's ``/compressed`` topic."""
+    child, p = graph
+    since = len(child.lines)
+    pcm = (SyntheticWorld(seed=5).audio(5, np.random.default_rng(5), seconds=1.5)
+           * 32767).astype(np.int16)
+    publish_audio(p, pcm, p.next_stamp(100))
+    time.sleep(0.5)
+    assert p.set_prompt.wait_for_service(timeout_sec=20)
+    future = p.set_prompt.call_async(SetPrompt.Request(audio_seconds=1.0, label="heard"))
+    wait_for(future.done, 20, "set_prompt")
+    assert future.result().success, future.result().message
+    stamp = p.next_stamp()
+    p.pubs[("comp", "vision")].publish(cv.numpy_to_compressed(RGB, "rgb8", "jpeg",
+                                                              cv.make_header(stamp, "cam")))
+    dets = wait_for(lambda: next((d for d in list(p.detections)
+                                  if stamp_to_ns(d.header.stamp) == stamp), None), 30,
+                    "detections of the JPEG frame")
+    assert dets.header.frame_id == "cam"
+    assert all(d.results[0].class_id == "heard" for d in dets.detections)
+    assert not [ln for ln in child.warnings(since) if "dropped" in ln], child.warnings(since)
+
+
 def test_other_type_on_an_input_topic_warns_once(graph: Any) -> None:
     """audio_common's case the other way round, and a raw Image on a compressed topic."""
     child, _ = graph
@@ -306,12 +348,17 @@ def test_other_type_on_an_input_topic_warns_once(graph: Any) -> None:
     time.sleep(4.5)  # two more graph checks: still one line each
     other.destroy_node()
     rclpy.shutdown(context=ctx)
+    # one line per subscribing node: the encoder and the detector both read these topics
     audio = warned("imagebind_ros/msg/AudioChunk")
-    assert len(audio) == 1 and "audio_common_msgs/msg/AudioStamped" in audio[0]
-    assert "/raw/audio" in audio[0] and "audio.msg_type" in audio[0]
+    assert sorted(ln.split("]: ")[0].rsplit("[", 1)[1] for ln in audio) == [
+        "comp.detector_node", "raw.encoder_node"], audio
+    assert all("audio_common_msgs/msg/AudioStamped" in ln and "/raw/audio " in ln
+               and "audio.msg_type" in ln for ln in audio)
     image = warned("/comp/camera/image_raw/compressed carries")
-    assert len(image) == 1 and "sensor_msgs/msg/Image" in image[0]
-    assert "sensor_msgs/msg/CompressedImage" in image[0]
+    assert sorted(ln.split("]: ")[0].rsplit("[", 1)[1] for ln in image) == [
+        "comp.detector_node", "comp.encoder_node"], image
+    assert all("sensor_msgs/msg/Image" in ln and "sensor_msgs/msg/CompressedImage" in ln
+               for ln in image)
 
 
 @pytest.mark.parametrize("variant", ["mgonzs13", "ros_drivers"])
@@ -327,14 +374,9 @@ def test_audio_common_messages(graphs: Any, checkpoint: Path, variant: str) -> N
     t0 = p.next_stamp(100)
     # a first chunk 1 s before (ros-drivers: its AudioInfo may arrive after it, so it may
     # be refused); the 1-s gap restarts the window at t0 either way
-    for j in [-sr // chunk] + list(range(len(pcm) // chunk)):
-        if j == 0:
-            time.sleep(0.5)
-        header = cv.make_header(t0 + j * chunk * NS // sr, "mic")
-        p.pubs[("raw", "audio")].publish(AudioChunk(
-            header=header, sample_rate=sr, channels=1, sample_format="S16LE",
-            data=pcm[max(j, 0) * chunk:(max(j, 0) + 1) * chunk].astype("<i2").tobytes()))
-        time.sleep(0.004)
+    publish_audio(p, pcm[:chunk], t0 - NS)
+    time.sleep(0.5)
+    publish_audio(p, pcm, t0)
     first = 2 * sr
     v = p.output("raw", "audio", t0 + (first - 1) * NS // sr)
     with torch.inference_mode():
