@@ -831,8 +831,8 @@ def test_compressed_camera_topic(checkpoint: Path, offline: Any) -> None:
     from sensor_msgs.msg import CompressedImage
 
     run = InProcess({"checkpoint": str(checkpoint), "modalities": ["vision"],
-                     "vision.compressed": True, "labels": LABELS}, CompressedImage,
-                    "camera/image_raw")
+                     "vision.transport": "compressed", "labels": LABELS}, CompressedImage,
+                    "camera/image_raw/compressed")
     try:
         rgb = scene(5).image
         msg = cv.numpy_to_compressed(rgb, "rgb8", "png", cv.make_header(42 * NS, "cam"))
@@ -852,9 +852,8 @@ def test_compressed_garbage_flood_does_not_displace_the_valid_frame(checkpoint: 
     from sensor_msgs.msg import CompressedImage
 
     run = InProcess({"checkpoint": str(checkpoint), "modalities": ["vision"],
-                     "vision.compressed": True, "vision.max_rate_hz": 0.5, "labels": LABELS},
-                    CompressedImage,
-                    "camera/image_raw")
+                     "vision.transport": "compressed", "vision.max_rate_hz": 0.5,
+                     "labels": LABELS}, CompressedImage, "camera/image_raw/compressed")
     try:
         rgb = scene(5).image
         good = cv.numpy_to_compressed(rgb, "rgb8", "png", cv.make_header(50 * NS, "cam"))

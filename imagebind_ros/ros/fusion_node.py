@@ -45,8 +45,9 @@ from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.msg import ClassHypothesis, Embedding, FusionContributors, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, LabelParameters, StartupError,
-                                          declare, fault_limiter, labels_from, run_node)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, LabelParameters,
+                                          StartupError, declare, fault_limiter, labels_from,
+                                          run_node)
 from imagebind_ros.srv import SetLabels
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
@@ -157,9 +158,9 @@ class FusionNode(LabelParameters, Node):
                           FusionContributors, "fusion/contributors", RELIABLE_QOS),
                       "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics",
                                                            RELIABLE_QOS)}
+        inputs = InputTopics(self)
         for m in self.sync.timeouts:  # the enabled sensors
-            self.create_subscription(Embedding, f"embeddings/{m}", self._embedding_cb(m),
-                                     RELIABLE_QOS)
+            inputs.subscribe(Embedding, f"embeddings/{m}", self._embedding_cb(m), RELIABLE_QOS)
         self.create_timer(POLL_PERIOD_S, self._poll)
         if self.p["diagnostics_period_s"] > 0:
             self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)

@@ -27,8 +27,8 @@ from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, declare, fault_limiter,
-                                          run_node)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, StartupError, declare,
+                                          fault_limiter, run_node)
 from imagebind_ros.srv import QueryMemory
 
 NODE_NAME = "memory_node"
@@ -70,13 +70,13 @@ class MemoryNode(Node):
         if self.shared is not None:
             self.memory.model_id = self.shared.model_id
         self.received = 0
+        inputs = InputTopics(self)
         for m in p["modalities"]:
             topic = f"{p['embedding_prefix']}/{m}"
-            self.create_subscription(Embedding, topic, self._embedding_cb(m, topic),
-                                     RELIABLE_QOS)
+            inputs.subscribe(Embedding, topic, self._embedding_cb(m, topic), RELIABLE_QOS)
             if p["zero_shot_prefix"]:
-                self.create_subscription(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
-                                         self._zero_shot_cb(m), RELIABLE_QOS)
+                inputs.subscribe(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
+                                 self._zero_shot_cb(m), RELIABLE_QOS)
         self.create_service(QueryMemory, "~/query", self._on_query,
                             callback_group=MutuallyExclusiveCallbackGroup())
         model = (self.shared.describe() if self.shared else
