@@ -46,8 +46,11 @@ WRONG_ROLE = "wrong role"  # decodes, but cannot be this topic's modality
 NOT_FINITE = "not finite"  # NaN or Inf where values must be numbers
 MISSING_FIELD = "missing field"  # REP 145 "not provided", or no stream info yet
 STREAM_MISMATCH = "stream mismatch"  # rate/channels differ from what the stream declared
+BAD_STAMP = "bad stamp"  # unset, far ahead of the clock, or off the stream's timeline
+OUT_OF_RANGE = "out of range"  # finite, but beyond any physical sensor's range
+OTHER = "other"  # anything else (a bug, an unknown error)
 ERROR_KINDS = (UNSUPPORTED_ENCODING, UNSUPPORTED_FORMAT, TOO_LARGE, MALFORMED, WRONG_ROLE,
-               NOT_FINITE, MISSING_FIELD, STREAM_MISMATCH)
+               NOT_FINITE, MISSING_FIELD, STREAM_MISMATCH, BAD_STAMP, OUT_OF_RANGE, OTHER)
 
 
 class DecodeError(ValueError):
@@ -849,6 +852,16 @@ def decode_audio_stamped(msg: Any, expect_rate: int | None = None,
         raise DecodeError(f"audio_common chunk has {x.size} {field} samples for format "
                           f"{name}, not a positive multiple of {ch} channels{hint}")
     return Sound(_scaled(x, offset, scale, ch), rate)
+
+
+# The audio message types ``decode_audio`` reads, by ROS type name (a node's
+# ``audio.msg_type``, the bag dataset's audio topic); ros-drivers' AudioData and
+# AudioDataStamped carry bytes only and are read as its AUDIO_INFO messages say.
+AUDIO_CHUNK = "imagebind_ros/msg/AudioChunk"
+AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
+NEEDS_AUDIO_INFO = ("audio_common_msgs/msg/AudioDataStamped", "audio_common_msgs/msg/AudioData")
+AUDIO_MSG_TYPES = (AUDIO_CHUNK, "audio_common_msgs/msg/AudioStamped",  # mgonzs13
+                   *NEEDS_AUDIO_INFO)  # ros-drivers (AudioData: unstamped)
 
 
 def decode_audio(msg: Any, info: AudioInfo | None = None, expect_rate: int | None = None,

@@ -109,6 +109,11 @@ class SharedModel:
         with self.lock:
             return backend.encode(modality, batch)
 
+    def encode_dense(self, frame: np.ndarray, variant: str) -> np.ndarray:
+        """Unit-norm (1, H/p, W/p, D) patch embeddings of a normalised frame (serialised)."""
+        with self.lock:
+            return self.backend.encode_dense(frame, variant)
+
     def describe(self) -> str:
         desc = self.backend.describe()
         return f"{self.model_id} on {desc.split(' (')[0]} ({', '.join(self.modalities)})"

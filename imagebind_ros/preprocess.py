@@ -107,9 +107,20 @@ def _openable(source: FileLike) -> Any:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
 
 
+# Raster formats PIL may open. Never every format: EPS/PS/PDF would run Ghostscript (an
+# external interpreter) on a file a service request names.
+IMAGE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM")
+
+
+def open_image(source: FileLike) -> Image.Image:
+    """``PIL.Image.open`` limited to ``IMAGE_FORMATS``; OSError for anything else."""
+    return Image.open(_openable(source), formats=IMAGE_FORMATS)
+
+
 def load_image(source: FileLike) -> np.ndarray:
-    """Read any PIL-readable image as RGB uint8 (H, W, 3), like the reference loader."""
-    with Image.open(_openable(source)) as im:
+    """Read a raster image (``IMAGE_FORMATS``) as RGB uint8 (H, W, 3), like the reference
+    loader."""
+    with open_image(source) as im:
         return np.array(im.convert("RGB"))
 
 
@@ -350,7 +361,7 @@ def load_depth(source: FileLike, name: str | None = None
         if np.issubdtype(arr.dtype, np.integer):
             return arr, "mm"
         return arr.astype(np.float32), "m"
-    with Image.open(_openable(source)) as im:
+    with open_image(source) as im:
         if not im.mode.startswith("I;16") and im.mode != "I":
             raise ValueError(f"{label}: expected a 16-bit single-channel depth "
                              f"image in millimetres, got PIL mode {im.mode!r}")
@@ -395,7 +406,7 @@ def load_thermal(source: FileLike, name: str | None = None) -> np.ndarray:
     LLVIP's 3-channel JPEGs), 16-bit as uint16, 32-bit as float32."""
     if _label(source, name).lower().endswith(".npy"):
         return np.load(_openable(source), allow_pickle=False)
-    with Image.open(_openable(source)) as im:
+    with open_image(source) as im:
         if im.mode.startswith("I;16"):
             return np.array(im).astype(np.uint16)
         if im.mode in ("I", "F"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from imagebind_ros.ros.model_params import MODEL_NODES, demo_model_default
 from imagebind_ros.ros.runner import read_params
 
 try:
@@ -64,7 +65,6 @@ SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
 # launch argument -> [(node, parameter)] it sets
 # (every model-holding node gets the model arguments: equal values share one model in
 # `imagebind-ros run`, and a launch never starts a detector on another model than the encoder)
-MODEL_NODES = ("encoder_node", "detector_node", "memory_node", "fusion_node")
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     **{arg: [(node, arg) for node in MODEL_NODES]
        for arg in ("checkpoint", "preset", "backend", "onnx_dir", "device")},
@@ -117,13 +117,21 @@ def _nodes(context: LaunchContext) -> list[Any]:
     if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:  # camera-sized best-effort messages
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config",
                                                             "fastdds_large_data.xml")
+    nodes = [node for switch, node in SWITCHES.items()
+             if values[switch].strip().lower() in ("true", "1", "yes")]
+    extra = {node: overrides(values, node) for node in nodes}
+    models = [n for n in nodes if n in MODEL_NODES]
+    if "sim_sensors_node" in nodes and models:
+        demo = demo_model_default({n: {**read_params([params_file], n), **extra[n]}
+                                   for n in models})
+        for n in models if demo else ():
+            extra[n]["checkpoint"] = demo
     return [Node(package=PACKAGE, executable=node, name=node, output="screen",
                  parameters=[params_file,
                              file_parameters(params_file, node, os.getcwd(), share),
-                             overrides(values, node)],
+                             extra[node]],
                  additional_env=env)
-            for switch, node in SWITCHES.items()
-            if values[switch].strip().lower() in ("true", "1", "yes")]
+            for node in nodes]
 
 
 def generate_launch_description() -> Any:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,27 +134,34 @@ def encode(model: Any, modality: str, x: Any) -> np.ndarray:
         return model.encode(modality, torch.as_tensor(np.asarray(x))).numpy()
 
 
+@contextmanager
+def node_graph(sets: list[str], ready: Sequence[str]) -> Iterator[tuple[NodeProcess, Harness]]:
+    """An ``imagebind-ros run`` child with these ``--set``s and a harness, once every
+    ``ready`` line was logged and the camera is subscribed; both stopped afterwards."""
+    child = run_process([a for s in sets for a in ("--set", s)] + ["--executor", "single"])
+    rclpy.init()
+    harness = Harness()
+    try:
+        wait_for(lambda: all(any(r in ln for ln in child.lines) for r in ready)
+                 or child.proc.poll() is not None, 120, "the nodes to start")
+        assert child.proc.poll() is None, "\n".join(child.lines)
+        wait_for(lambda: harness.camera.get_subscription_count() > 0, 30, "camera sub")
+        yield child, harness
+    finally:
+        harness.close()
+        rclpy.shutdown()
+        child.stop(signal.SIGINT, 30)
+
+
 @pytest.fixture(scope="module")
 def graph(checkpoint: Path) -> Any:
     sets = ["use_encoder:=false", "use_detector:=true", "use_memory:=true",
             f"checkpoint:={checkpoint}", "detector_node.max_rate_hz:=0.0",
             "memory_node.capacity:=20", "threads:=1"]
     sets += [f"detector_node.{k}:={v}" for k, v in DETECTOR.items()]
-    child = run_process([a for s in sets for a in ("--set", s)] + ["--executor", "single"])
-    rclpy.init()
-    harness = Harness()
-    try:
-        wait_for(lambda: (any("remembering" in ln for ln in child.lines)
-                          and any("detecting in" in ln for ln in child.lines))
-                 or child.proc.poll() is not None, 120, "the nodes to start")
-        assert child.proc.poll() is None, "\n".join(child.lines)
-        wait_for(lambda: harness.camera.get_subscription_count() > 0, 30, "camera sub")
+    with node_graph(sets, ("remembering", "detecting in")) as (child, harness):
         wait_for(lambda: harness.emb["vision"].get_subscription_count() > 0, 30, "memory sub")
         yield child, harness
-    finally:
-        harness.close()
-        rclpy.shutdown()
-        child.stop(signal.SIGINT, 30)
 
 
 def offline_detector(model: Any) -> RegionDetector:
@@ -262,11 +271,14 @@ def test_prompt_topics_bad_inputs_and_clearing(graph: Any, offline: Any) -> None
     assert dets.detections == []
 
 
-def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any,
-                                                                 offline: Any) -> None:
+def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any, offline: Any,
+                                                                 checkpoint: Path) -> None:
+    """Also hostile embeddings: the modality is the topic's whatever the body says, and
+    empty or foreign model ids are refused (the reference memory never sees them)."""
     _, h = graph
     cfg = offline.config
     ref = EmbeddingMemory(capacity=20)
+    model_id = f"{checkpoint.name}:{cfg.name}"
     samples = WORLD.dataset(24, split="test", seed=3,
                             modalities=("vision", "depth", "audio"))
     for i, s in enumerate(samples):
@@ -279,11 +291,21 @@ def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any,
                     s.audio, WORLD.sample_rate, cfg.audio)[None])}
         for m, v in vecs.items():
             header = cv.make_header(stamp, f"{m}_frame")
-            h.emb[m].publish(Embedding(header=header, modality=m, vector=v[0].tolist()))
-            h.zs[m].publish(ZeroShot(header=header, modality=m,
-                                     results=[ClassHypothesis(class_id=s.label, score=1.0)]))
+            for body, mid in (("bogus", ""), (f"random{i}", "foreign.pt:x"), (m, "")):
+                h.emb[m].publish(Embedding(header=header, modality=body, model_id=mid,
+                                           vector=v[0].tolist()))
+            h.emb[m].publish(Embedding(header=header, modality="bogus" if m == "depth" else m,
+                                       vector=v[0].tolist(), model_id=model_id))
             ref.add(v[0], m, stamp, f"{m}_frame", label=s.label)
-    time.sleep(1.5)
+            time.sleep(0.02)  # within the reliable queue depth (10) of each topic
+    time.sleep(1.0)  # labels attach to stored items: after the embeddings (other topics)
+    for i, s in enumerate(samples):
+        for m in ("vision", "depth", "audio"):
+            h.zs[m].publish(ZeroShot(header=cv.make_header(9_000 * NS + i * NS, f"{m}_frame"),
+                                     modality=m,
+                                     results=[ClassHypothesis(class_id=s.label, score=1.0)]))
+        time.sleep(0.01)
+    time.sleep(1.0)
 
     def same(resp: Any, want: list) -> None:
         assert resp.success, resp.message

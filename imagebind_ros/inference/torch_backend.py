@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..model import ImageBindModel
+from ..model.dense import DENSE_VARIANTS, DenseVisionEncoder
 from ..model.layers import cast_matmul_weights
 from .base import Backend, BackendUnavailable, check_precision, has_native_bf16, select_modalities
 
@@ -50,18 +51,31 @@ class TorchBackend(Backend):
         self._encoders = {m: self.model.encoder(m).eval() for m in mods}
         if compile:
             self._encoders = {m: torch.compile(e) for m, e in self._encoders.items()}
+        self._dense: dict[str, DenseVisionEncoder] = {}
 
     def describe(self) -> str:
         return f"torch[{self.device}] {self.precision} ({', '.join(self.modalities)})"
 
     def autocast(self) -> torch.autocast:
-        """The context the encoders run in (callers of ``self.model``, such as dense
-        detection, need it too: its matmul weights are in the backend's dtype)."""
+        """The context the encoders run in (callers of ``self.model`` need it too: its
+        matmul weights are in the backend's dtype)."""
         return torch.autocast(self.device.type, dtype=self._dtype,
                               enabled=self._dtype is not None)
 
+    @property
+    def dense_variants(self) -> tuple[str, ...]:
+        return DENSE_VARIANTS if "vision" in self.modalities else ()
+
     def _run(self, modality: str, x: np.ndarray) -> np.ndarray:
+        return self._call(self._encoders[modality], x)
+
+    def _run_dense(self, x: np.ndarray, variant: str) -> np.ndarray:
+        if variant not in self._dense:
+            self._dense[variant] = DenseVisionEncoder(self.model, variant).eval()
+        return self._call(self._dense[variant], x)
+
+    def _call(self, module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x).to(self.device)
         with torch.inference_mode(), self.autocast():
-            out = self._encoders[modality](t)
+            out = module(t)
         return out.float().cpu().numpy()

@@ -8,7 +8,12 @@ newest unprocessed input of each modality (older ones are dropped and counted) a
 - ``embeddings/<modality>`` (``imagebind_ros/Embedding``): header = source stamp and frame;
 - ``zero_shot/<modality>`` (``imagebind_ros/ZeroShot``): top-k labels of the current set.
 
-Inputs use sensor-data QoS (best effort), outputs are reliable. Services: ``~/set_labels``
+Image inputs are ``sensor_msgs/Image`` or, by ``<m>.transport`` or the image_transport topic
+suffix (``.../compressed``, ``.../compressedDepth``), ``CompressedImage``; audio is any of
+``decode.AUDIO_MSG_TYPES`` (``audio.msg_type``); IMU one topic or RealSense-style
+separate gyro and accel topics combined (``imu_combine``). An input topic that carries
+another message type gets one warning naming both. Inputs use sensor-data QoS (best
+effort), outputs are reliable. Services: ``~/set_labels``
 (``SetLabels``) and ``~/embed_text`` (``EmbedText``); the ``labels``/``templates``
 parameters can also be set at runtime. Bad inputs are dropped with one rate-limited warning.
 """
@@ -32,12 +37,14 @@ from sensor_msgs.msg import CompressedImage, Image, Imu
 
 from imagebind_ros import decode as dec
 from imagebind_ros import modalities
-from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
+from imagebind_ros.imu_combine import ImuCombiner
+from imagebind_ros.msg import ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, LabelParameters,
-                                          StartupError, WarnLimiter, declare, labels_from,
-                                          run_node, sensor_qos, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
+                                          AudioInput, InputTopics, LabelParameters,
+                                          StartupError, declare, fault_kind, fault_limiter,
+                                          image_transport, labels_from, run_node, sensor_qos)
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -76,7 +83,7 @@ class EncoderNode(LabelParameters, Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self._declare_parameters()
         # its sensors, and text for the labels and ~/embed_text
         self.shared = load_model(self.p, uses=(*self.p["modalities"], "text"))
@@ -86,7 +93,9 @@ class EncoderNode(LabelParameters, Node):
         self.stats = {m: ModalityStats() for m in self.modalities}
         self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
         self._specs = {m: modalities.spec(m) for m in self.modalities}
-        self._gates = {m: StampGate() for m in modalities.image_modalities()}
+        self._gates = {m: StampGate(agree=self.p["stamp_agree"],
+                                    max_ahead_ns=int(self.p["stamp_max_ahead_s"] * 1e9))
+                       for m in modalities.image_modalities()}
         self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
                                                          RELIABLE_QOS)
                                 for m in self.modalities}
@@ -123,20 +132,47 @@ class EncoderNode(LabelParameters, Node):
             p[f"{m}.topic"] = d(f"{m}.topic", DEFAULT_TOPICS[m], f"input topic for {m}")
             p[f"{m}.max_rate_hz"] = d(f"{m}.max_rate_hz", DEFAULT_RATES[m],
                                       f"most {m} embeddings per second (0 = no limit)", False)
-        p["vision.compressed"] = d("vision.compressed", False,
-                                   "vision.topic is sensor_msgs/CompressedImage")
+        for m in ("vision", "depth", "thermal"):
+            p[f"{m}.transport"] = d(f"{m}.transport", "auto", f"{', '.join(TRANSPORTS)}, "
+                                    "or auto (a .../compressed or .../compressedDepth topic "
+                                    "says which, else raw); not raw: topic/<transport>, "
+                                    "sensor_msgs/CompressedImage, as image_transport does")
+        p["audio.msg_type"] = d("audio.msg_type", dec.AUDIO_CHUNK, "audio message type: "
+                                "imagebind_ros/msg/AudioChunk or audio_common_msgs/msg/"
+                                "AudioStamped, AudioDataStamped or AudioData")
+        p["audio.info_topic"] = d("audio.info_topic", "audio_info", "audio_common AudioInfo "
+                                  "topic (AudioData and AudioDataStamped only)")
         p["audio.hop_s"] = d("audio.hop_s", 0.5, "seconds between audio windows")
-        p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz "
-                                   "(0 = the first chunk's); other rates are refused")
-        p["audio.channels"] = d("audio.channels", 0, "expected channel count (0 = the first "
-                                "chunk's); other counts are refused")
+        p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz (0 = "
+                                   "the majority of recent chunks'); other rates are refused")
+        p["audio.channels"] = d("audio.channels", 0, "expected channel count (0 = the "
+                                "majority of recent chunks'); other counts are refused")
+        p["audio.max_abs"] = d("audio.max_abs", 2.0, "chunks with a sample beyond this "
+                               "(x full scale) are dropped; the rest is clipped to [-1, 1]")
         p["audio.max_gap_s"] = d("audio.max_gap_s", 0.1, "stamp gaps up to this are filled "
                                  "with silence, longer ones restart the window")
         p["imu.hop_s"] = d("imu.hop_s", 0.5, "seconds between IMU windows")
         p["imu.max_gap_s"] = d("imu.max_gap_s", 0.5, "IMU gaps longer than this restart the "
                                "window (shorter ones are interpolated)")
+        p["imu.gyro_topic"] = d("imu.gyro_topic", "", "gyroscope topic (sensor_msgs/Imu, "
+                                "e.g. RealSense gyro/sample); with imu.accel_topic both "
+                                "replace imu.topic and are combined onto the gyro's stamps "
+                                "(empty = one topic)")
+        p["imu.accel_topic"] = d("imu.accel_topic", "", "accelerometer topic (RealSense "
+                                 "accel/sample), see imu.gyro_topic")
+        p["imu.combine_max_gap_s"] = d("imu.combine_max_gap_s", 0.05, "separate topics: "
+                                       "accel samples further apart than this are not "
+                                       "interpolated between (the gyro sample is dropped)")
         p["imu.max_late_s"] = d("imu.max_late_s", 0.1, "how late (out of order) an IMU sample "
                                 "may arrive and still be used")
+        p["imu.max_accel"] = d("imu.max_accel", 160.0, "IMU samples with an acceleration "
+                               "beyond this (m/s^2, any axis) are dropped one by one")
+        p["imu.max_gyro"] = d("imu.max_gyro", 35.0, "IMU samples with an angular velocity "
+                              "beyond this (rad/s, any axis) are dropped one by one")
+        p["stamp_agree"] = d("stamp_agree", 3, "stamps off a stream's timeline (backwards, "
+                             "jumps) are only accepted when this many in a row agree")
+        p["stamp_max_ahead_s"] = d("stamp_max_ahead_s", 1.0, "inputs stamped further ahead of "
+                                   "the node clock are dropped (0 = no limit)")
         p["depth.min_valid_fraction"] = d("depth.min_valid_fraction", 0.01, "depth frames "
                                           "with fewer valid pixels (finite, > 0) are dropped")
         p["max_image_bytes"] = d("max_image_bytes", dec.MAX_IMAGE_BYTES,
@@ -168,24 +204,46 @@ class EncoderNode(LabelParameters, Node):
         return mods
 
     def _subscribe(self) -> None:
+        self._inputs = InputTopics(self)
         for m in self.modalities:
             topic = self.p[f"{m}.topic"]
             if self._specs[m].from_picture is not None:  # an image topic
-                compressed = self.p.get(f"{m}.compressed", False)
-                self.create_subscription(CompressedImage if compressed else Image, topic,
-                                         self._image_cb(m), SENSOR_QOS)
+                topic, transport = image_transport(topic, self.p[f"{m}.transport"])
+                self._inputs.subscribe(Image if transport == "raw" else CompressedImage,
+                                       topic, self._image_cb(m), SENSOR_QOS,
+                                       f"set {m}.transport or {m}.topic")
             elif m == "audio":
                 acfg: Any = self.config.modality("audio")
                 self._audio = AudioWindower(
                     acfg.clip_duration, self.p["audio.hop_s"],
                     self.p["audio.sample_rate"] or None, self.p["audio.channels"] or None,
-                    max_gap_s=self.p["audio.max_gap_s"])
-                self.create_subscription(AudioChunk, topic, self._audio_cb, sensor_qos(50))
+                    max_gap_s=self.p["audio.max_gap_s"], agree=self.p["stamp_agree"],
+                    max_abs=self.p["audio.max_abs"],
+                    max_ahead_s=self.p["stamp_max_ahead_s"])
+                self._audio_in = AudioInput(self._inputs, self, self.p["audio.msg_type"],
+                                            topic, self.p["audio.info_topic"], self._audio_cb,
+                                            sensor_qos(50))
             else:
-                icfg: Any = self.config.modality("imu")
-                self._imu = ImuWindower(icfg.window_seconds, self.p["imu.hop_s"],
-                                        self.p["imu.max_late_s"], self.p["imu.max_gap_s"])
-                self.create_subscription(Imu, topic, self._imu_cb, sensor_qos(200))
+                self._subscribe_imu(topic)
+
+    def _subscribe_imu(self, topic: str) -> None:
+        """One Imu topic, or RealSense-style separate gyro and accel topics combined."""
+        icfg: Any = self.config.modality("imu")
+        self._imu = ImuWindower(icfg.window_seconds, self.p["imu.hop_s"],
+                                self.p["imu.max_late_s"], self.p["imu.max_gap_s"],
+                                agree=self.p["stamp_agree"], max_accel=self.p["imu.max_accel"],
+                                max_gyro=self.p["imu.max_gyro"],
+                                max_ahead_s=self.p["stamp_max_ahead_s"])
+        gyro, accel = self.p["imu.gyro_topic"], self.p["imu.accel_topic"]
+        if bool(gyro) != bool(accel):
+            raise StartupError("set both imu.gyro_topic and imu.accel_topic (separate "
+                               "topics) or neither (imu.topic)")
+        if not gyro:
+            self._inputs.subscribe(Imu, topic, self._imu_cb, sensor_qos(200))
+            return
+        self._combiner = ImuCombiner(int(self.p["imu.combine_max_gap_s"] * 1e9))
+        for field, name in (("gyro", gyro), ("accel", accel)):
+            self._inputs.subscribe(Imu, name, self._imu_part_cb(field), sensor_qos(200))
 
     def _setup_zero_shot(self) -> ZeroShotClassifier | None:
         if "text" not in self.shared.modalities:
@@ -220,66 +278,105 @@ class EncoderNode(LabelParameters, Node):
     # ------------------------------------------------------------------ callbacks
 
     def _bad(self, modality: str, what: str, err: Exception) -> None:
-        """Count and report a dropped input; one line per kind of problem per period."""
+        """Count and report a dropped input (the limiter logs one line per topic per period)."""
         self.stats[modality].invalid += 1
-        self._warn.warn(f"{modality}:{warn_key(str(err))}", f"{modality}: dropped {what}: {err}")
+        self._warn.fault(self.p[f"{modality}.topic"], fault_kind(err), f"dropped {what}: {err}")
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
     def _image_cb(self, modality: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:
             self.stats[modality].received += 1
             stamp = dec.stamp_to_ns(msg.header.stamp)
             try:
-                if isinstance(msg, Image):
-                    dec.check_image(msg, self.p["max_image_bytes"])  # metadata only: cheap
-                elif len(msg.data) > self.p["max_image_bytes"]:
-                    raise dec.DecodeError(
-                        f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds the "
-                        f"{self.p['max_image_bytes'] / 2 ** 20:.0f} MiB limit")
-                self._gates[modality].check(stamp)
+                # metadata and file headers only (cheap): garbage never displaces a frame
+                dec.check_picture(msg, self.p["max_image_bytes"])
+                admitted = self._gates[modality].admit(stamp, msg, self._now_ns())
             except BAD_INPUT as e:
                 self._bad(modality, "image", e)
                 return
+            stamp, msg = admitted.items[-1]
             self.mailbox.put(modality, _Input(stamp, msg.header.frame_id, msg))
         return callback
 
-    def _audio_cb(self, msg: AudioChunk) -> None:
+    def _audio_cb(self, msg: Any) -> None:
         self.stats["audio"].received += 1
         try:
-            sound = dec.decode_audio_chunk(msg, self._audio.sample_rate, self._audio.channels)
-            window = self._audio.push(sound.samples, sound.sample_rate,
-                                      dec.stamp_to_ns(msg.header.stamp))
+            sound, stamp = self._audio_in.decode(msg, self._audio.config_rate,
+                                                 self._audio.config_channels)
+            window = self._audio.push(sound.samples, sound.sample_rate, stamp,
+                                      self._now_ns())
         except BAD_INPUT as e:
             self._bad("audio", "chunk", e)
             return
         if window is not None:
-            self.mailbox.put("audio", _Input(window.stamp_ns, msg.header.frame_id, window))
+            frame = msg.header.frame_id if hasattr(msg, "header") else ""
+            self.mailbox.put("audio", _Input(window.stamp_ns, frame, window))
 
     def _imu_cb(self, msg: Imu) -> None:
         self.stats["imu"].received += 1
         try:
             sample, stamp = dec.decode_imu(msg)
-            window = self._imu.push(sample, stamp)
+        except BAD_INPUT as e:
+            self._bad("imu", "sample", e)
+            return
+        self._imu_push(sample, stamp, msg.header.frame_id)
+
+    def _imu_part_cb(self, field: str) -> Any:
+        """Separate topics: this topic's field (REP 145 "not provided" is refused)."""
+        def callback(msg: Imu) -> None:
+            self.stats["imu"].received += 1
+            name = "angular_velocity" if field == "gyro" else "linear_acceleration"
+            try:
+                sample = dec.read_imu(msg)
+                value = sample.gyro if field == "gyro" else sample.accel
+                if value is None:
+                    raise dec.DecodeError(f"imu.{field}_topic message has no {name} "
+                                          "(covariance[0] == -1, REP 145: not provided)",
+                                          dec.MISSING_FIELD)
+            except BAD_INPUT as e:
+                self._bad("imu", "sample", e)
+                return
+            for combined, stamp in self._combiner.push(field, value, sample.stamp_ns):
+                self._imu_push(combined, stamp, msg.header.frame_id)
+        return callback
+
+    def _imu_push(self, sample: np.ndarray, stamp: int, frame_id: str) -> None:
+        try:
+            window = self._imu.push(sample, stamp, self._now_ns())
+            if window is not None:
+                dec.check_imu_window(window.samples)
         except BAD_INPUT as e:
             self._bad("imu", "sample", e)
             return
         if window is not None:
-            self.mailbox.put("imu", _Input(window.stamp_ns, msg.header.frame_id, window))
+            self.mailbox.put("imu", _Input(window.stamp_ns, frame_id, window))
 
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
         while not self._stop.is_set():
             for modality, item in self.mailbox.take(timeout=0.2):
-                try:
-                    self._process(modality, item)
-                except BAD_INPUT as e:
-                    self._bad(modality, "input", e)
-                except Exception as e:  # keep the worker alive whatever one input does
-                    if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
-                        return
-                    self.stats[modality].invalid += 1
-                    self._warn.warn(f"{modality}:{type(e).__name__}", f"{modality}: failed on "
-                                    f"one input ({type(e).__name__}: {e}); continuing")
+                # the newest input that can be used: a corrupt frame falls back to the ones
+                # it displaced (at most two: decode cost stays bounded), newest first
+                for candidate in [item, *self.mailbox.spares(modality)]:
+                    if self._try(modality, candidate):
+                        break
+
+    def _try(self, modality: str, item: _Input) -> bool:
+        """Process one input; False if it was unusable (reported) and an older one may do."""
+        try:
+            self._process(modality, item)
+        except BAD_INPUT as e:
+            self._bad(modality, "input", e)
+            return False
+        except Exception as e:  # keep the worker alive whatever one input does
+            if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
+                self._stop.set()
+            else:
+                self._bad(modality, f"input ({type(e).__name__}, a bug?)", e)
+        return True
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
         """Preprocess one input into the model's (1, ...) batch (public for benchmarks).
@@ -392,10 +489,11 @@ class EncoderNode(LabelParameters, Node):
         self.get_logger().info("; ".join(parts))
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10)
+        if hasattr(self, "_worker"):  # a start that failed half-way has no worker yet
+            self._stop.set()
+            self.mailbox.close()
+            if self._worker.is_alive():
+                self._worker.join(timeout=10)
         super().destroy_node()
 
 

@@ -38,16 +38,16 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from imagebind_ros import fusion
-from imagebind_ros.decode import stamp_to_ns
+from imagebind_ros.decode import MALFORMED, stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.inference.manifest import load_manifest, sha256_file
 from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.msg import ClassHypothesis, Embedding, FusionContributors, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, LabelParameters, StartupError,
-                                          WarnLimiter, declare, labels_from, run_node,
-                                          warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, LabelParameters,
+                                          StartupError, declare, fault_limiter, labels_from,
+                                          run_node)
 from imagebind_ros.srv import SetLabels
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
@@ -122,7 +122,7 @@ class FusionNode(LabelParameters, Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self._declare_parameters()
         self.shared: SharedModel = load_model(self.p, needs=("text",), uses=())
         self.model_id = self.shared.model_id
@@ -158,9 +158,9 @@ class FusionNode(LabelParameters, Node):
                           FusionContributors, "fusion/contributors", RELIABLE_QOS),
                       "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics",
                                                            RELIABLE_QOS)}
+        inputs = InputTopics(self)
         for m in self.sync.timeouts:  # the enabled sensors
-            self.create_subscription(Embedding, f"embeddings/{m}", self._embedding_cb(m),
-                                     RELIABLE_QOS)
+            inputs.subscribe(Embedding, f"embeddings/{m}", self._embedding_cb(m), RELIABLE_QOS)
         self.create_timer(POLL_PERIOD_S, self._poll)
         if self.p["diagnostics_period_s"] > 0:
             self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
@@ -309,8 +309,8 @@ class FusionNode(LabelParameters, Node):
             problem = "NaN, Inf or zero vector"
         if problem is not None:
             st.invalid += 1
-            self._warn.warn(warn_key(f"{modality}:{problem}"),
-                            f"{modality}: embedding dropped: {problem}")
+            self._warn.fault(f"embeddings/{modality}", MALFORMED,
+                             f"embedding dropped: {problem}")
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         st.newest_ns = max(stamp_ns, st.newest_ns or 0)

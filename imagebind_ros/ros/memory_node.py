@@ -20,15 +20,15 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
-from imagebind_ros.decode import stamp_to_ns
+from imagebind_ros.decode import MALFORMED, stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.memory import EmbeddingMemory, combine
 from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, WarnLimiter, declare,
-                                          run_node, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, StartupError, declare,
+                                          fault_limiter, run_node)
 from imagebind_ros.srv import QueryMemory
 
 NODE_NAME = "memory_node"
@@ -40,7 +40,7 @@ class MemoryNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         p = declare_model_parameters(self)
 
         def d(name: str, default: Any, text: str) -> None:
@@ -63,18 +63,20 @@ class MemoryNode(Node):
         try:
             self.memory = EmbeddingMemory(p["capacity"], p["min_interval_s"],
                                           self.shared.config.out_embed_dim
-                                          if self.shared else None)
+                                          if self.shared else None, p["modalities"],
+                                          strict=True)
         except ValueError as e:
             raise StartupError(str(e)) from None
         if self.shared is not None:
             self.memory.model_id = self.shared.model_id
         self.received = 0
+        inputs = InputTopics(self)
         for m in p["modalities"]:
-            self.create_subscription(Embedding, f"{p['embedding_prefix']}/{m}",
-                                     self._on_embedding, RELIABLE_QOS)
+            topic = f"{p['embedding_prefix']}/{m}"
+            inputs.subscribe(Embedding, topic, self._embedding_cb(m, topic), RELIABLE_QOS)
             if p["zero_shot_prefix"]:
-                self.create_subscription(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
-                                         self._on_zero_shot, RELIABLE_QOS)
+                inputs.subscribe(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
+                                 self._zero_shot_cb(m), RELIABLE_QOS)
         self.create_service(QueryMemory, "~/query", self._on_query,
                             callback_group=MutuallyExclusiveCallbackGroup())
         model = (self.shared.describe() if self.shared else
@@ -84,19 +86,24 @@ class MemoryNode(Node):
 
     # ------------------------------------------------------------------ inputs
 
-    def _on_embedding(self, msg: Embedding) -> None:
-        self.received += 1
-        try:
-            self.memory.add(np.asarray(msg.vector, np.float32), msg.modality,
-                            stamp_to_ns(msg.header.stamp), msg.header.frame_id,
-                            model_id=msg.model_id)
-        except ValueError as e:
-            self._warn.warn(warn_key(f"{msg.modality}:{e}"), f"embedding dropped: {e}")
+    def _embedding_cb(self, modality: str, topic: str) -> Any:
+        """The modality is the topic's: the message body's ``modality`` is never trusted."""
+        def callback(msg: Embedding) -> None:
+            self.received += 1
+            try:
+                self.memory.add(np.asarray(msg.vector, np.float32), modality,
+                                stamp_to_ns(msg.header.stamp), msg.header.frame_id,
+                                model_id=msg.model_id)
+            except ValueError as e:
+                self._warn.fault(topic, MALFORMED, f"embedding dropped: {e}")
+        return callback
 
-    def _on_zero_shot(self, msg: ZeroShot) -> None:
-        if msg.results:
-            self.memory.set_label(msg.modality, stamp_to_ns(msg.header.stamp),
-                                  msg.results[0].class_id)
+    def _zero_shot_cb(self, modality: str) -> Any:
+        def callback(msg: ZeroShot) -> None:
+            if msg.results:
+                self.memory.set_label(modality, stamp_to_ns(msg.header.stamp),
+                                      msg.results[0].class_id)
+        return callback
 
     # ------------------------------------------------------------------ queries
 
@@ -126,7 +133,7 @@ class MemoryNode(Node):
             k = int(req.top_k) or self.p["top_k"]
             hits = self.memory.query(q, k, list(req.modalities) or None)
         except (ValueError, OSError) as e:
-            self._warn.warn(warn_key(f"query:{e}"), f"query refused: {e}")
+            self._warn.warn("~/query", f"query refused: {e}")
             resp.success, resp.message = False, str(e)
             return resp
         resp.hits = [MemoryHit(header=cv.make_header(h.stamp_ns, h.frame_id),

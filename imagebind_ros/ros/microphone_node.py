@@ -20,7 +20,7 @@ from rclpy.node import Node
 from imagebind_ros.decode import AUDIO_FORMATS
 from imagebind_ros.msg import AudioChunk
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.ros.node_utils import (StartupError, WarnLimiter, declare, run_node,
+from imagebind_ros.ros.node_utils import (StartupError, declare, fault_limiter, run_node,
                                           sensor_qos)
 
 NODE_NAME = "microphone_node"
@@ -81,7 +81,7 @@ class MicrophoneNode(Node):
         if self.sample_rate <= 0 or self.channels <= 0:
             raise StartupError("sample_rate and channels must be positive")
         self.pub = self.create_publisher(AudioChunk, topic, sensor_qos(50))
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self._stream: Any = None
         self._next_ns: int | None = None
         self.published = 0

@@ -14,7 +14,11 @@ from typing import Any
 from rclpy.node import Node
 
 from imagebind_ros.model_cache import SharedModel, get_shared_model
-from imagebind_ros.ros.node_utils import StartupError, declare
+from imagebind_ros.ros.node_utils import StartupError, declare, package_file
+
+MODEL_NODES = ("encoder_node", "detector_node", "memory_node", "fusion_node")
+MODEL_PARAMETERS = ("checkpoint", "preset", "onnx_dir")  # any one of them names a model
+DEMO_CHECKPOINT = "checkpoints/demo/demo.pt"
 
 
 def declare_model_parameters(node: Node) -> dict[str, Any]:
@@ -38,6 +42,21 @@ def declare_model_parameters(node: Node) -> dict[str, Any]:
 def has_model(p: dict[str, Any]) -> bool:
     """Whether the parameters name a model at all (a checkpoint, an export or a preset)."""
     return bool(p["checkpoint"] or p["preset"] or p["onnx_dir"])
+
+
+def demo_model_default(params: dict[str, dict[str, Any]]) -> str | None:
+    """The demo checkpoint a graph with simulated sensors uses when none of its nodes'
+    parameters (``{node: {name: value}}``) name a model, else None. The demo model was
+    trained on the same SYNTHETIC world, so the graph answers instead of exiting "no model";
+    prints the one line that says so."""
+    if any(p.get(k) for p in params.values() for k in MODEL_PARAMETERS):
+        return None
+    demo = package_file(DEMO_CHECKPOINT)
+    if demo is None:
+        return None
+    print(f"no model set and simulated sensors on: using the demo model {demo} (trained on "
+          "the same SYNTHETIC world; set 'checkpoint' for another)", flush=True)
+    return str(demo)
 
 
 def load_model(p: dict[str, Any], needs: Sequence[str] = (),
