@@ -109,10 +109,16 @@ class SharedModel:
         with self.lock:
             return backend.encode(modality, batch)
 
+    @property
+    def dense_variants(self) -> tuple[str, ...]:
+        """The dense vision outputs of the backend holding the vision encoder (another node
+        may have loaded a backend without it first)."""
+        return self._backends.get("vision", self.backend).dense_variants
+
     def encode_dense(self, frame: np.ndarray, variant: str) -> np.ndarray:
         """Unit-norm (1, H/p, W/p, D) patch embeddings of a normalised frame (serialised)."""
         with self.lock:
-            return self.backend.encode_dense(frame, variant)
+            return self._backends.get("vision", self.backend).encode_dense(frame, variant)
 
     def describe(self) -> str:
         desc = self.backend.describe()

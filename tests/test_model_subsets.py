@@ -14,6 +14,7 @@ from ros_required import require_ros
 
 from imagebind_ros import model_cache
 from imagebind_ros.model import create_model, save_model
+from imagebind_ros.model.dense import DenseVisionEncoder
 from imagebind_ros.modalities import example_input
 
 CONFIGURED = ["audio", "imu"]
@@ -72,6 +73,11 @@ def test_cache_grows_one_model_as_nodes_ask_for_more(full: tuple[Path, torch.nn.
         with torch.inference_mode():
             want = model.encode("vision", x).numpy()
         np.testing.assert_allclose(a.encode("vision", x), want, atol=1e-6)
+        # the first backend (audio, imu) has no vision: dense runs on the one that does
+        assert a.backend.dense_variants == () and "naclip" in a.dense_variants
+        with torch.inference_mode():
+            want = DenseVisionEncoder(model, "naclip").eval()(x).numpy()
+        np.testing.assert_allclose(a.encode_dense(x.numpy(), "naclip"), want, atol=1e-5)
         with pytest.raises(KeyError, match="no 'thermal' encoder"):
             a.encode("thermal", example_input(model.config, "thermal", 1))
     finally:

@@ -173,8 +173,8 @@ class DetectorNode(Node):
 
     def _dense_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
         variant = self.p["dense_variant"]
-        if variant not in self.shared.backend.dense_variants:
-            has = ", ".join(self.shared.backend.dense_variants) or "none"
+        if variant not in self.shared.dense_variants:
+            has = ", ".join(self.shared.dense_variants) or "none"
             raise ValueError(f"method 'dense': {self.shared.describe()} has no dense vision "
                              f"output {variant!r} (has: {has}; an ONNX export needs "
                              f"`imagebind-ros export --dense {variant}`)")
