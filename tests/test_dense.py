@@ -155,13 +155,13 @@ def normalise(img: np.ndarray, vision) -> torch.Tensor:  # noqa: ANN001
 
 @pytest.fixture(scope="module")
 def dense_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
-    """tiny's vision encoder exported with two dense graphs (one tracing each)."""
+    """tiny's vision and text encoders exported with two dense graphs (one tracing each)."""
     pytest.importorskip("onnxruntime")
     from imagebind_ros.inference.export import export_onnx
 
     model = tiny()
     out = tmp_path_factory.mktemp("dense_onnx")
-    export_onnx(model, ["vision"], out, progress=False, verify=False,
+    export_onnx(model, ["vision", "text"], out, progress=False, verify=False,
                 dense=["maskclip", "naclip"])
     return model, out
 
@@ -212,6 +212,15 @@ def test_dense_graph_refusals(dense_export: tuple, tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="dense entry 'maskclip'"):
         OnnxRuntimeBackend(bad)
     (bad / "manifest.json").write_text(text)
-    (bad / "vision_dense_naclip.onnx").write_bytes(b"x")
+    # a dense graph is the vision encoder's: hashed by a backend with vision, not by one
+    # of text alone
+    f = bad / "vision_dense_naclip.onnx"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF  # same size, different content
+    f.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="vision_dense_naclip.onnx does not match"):
+        OnnxRuntimeBackend(bad, modalities=["vision"])
+    assert OnnxRuntimeBackend(bad, modalities=["text"]).dense_variants == ()
+    f.write_bytes(b"x")
     with pytest.raises(ManifestError, match="vision_dense_naclip.onnx has 1 bytes"):
         OnnxRuntimeBackend(bad, verify=False)
