@@ -224,3 +224,20 @@ def test_dense_graph_refusals(dense_export: tuple, tmp_path: Path) -> None:
     f.write_bytes(b"x")
     with pytest.raises(ManifestError, match="vision_dense_naclip.onnx has 1 bytes"):
         OnnxRuntimeBackend(bad, verify=False)
+
+
+def test_torch_bf16_backend_runs_the_dense_read_out_on_its_bf16_weights() -> None:
+    """bf16 holds the vision matmul weights in bf16 (cast once); the dense read-out runs
+    them under the backend's autocast and stays within bf16 rounding of fp32 torch."""
+    from imagebind_ros.inference import create_backend
+
+    model = tiny()
+    want_model = tiny()  # an fp32 copy with the same seed, untouched by the cast
+    bf16 = create_backend("torch", model=model, device="cpu", precision="bf16",
+                          modalities=["vision"])
+    x = torch.randn(1, 3, 112, 168, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        want = DenseVisionEncoder(want_model, "naclip").eval()(x).numpy()
+    got = bf16.encode_dense(x.numpy(), "naclip")
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert float((got * want).sum(-1).min()) > 0.99
