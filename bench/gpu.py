@@ -36,7 +36,6 @@ from imagebind_ros.detection import DetectorConfig, Prompt, RegionDetector
 from imagebind_ros.inference import BackendUnavailable
 from imagebind_ros.inference.torch_backend import TorchBackend
 from imagebind_ros.modalities import spec
-from imagebind_ros.model.dense import DenseVisionEncoder
 
 ALL = ("vision", "text", "audio", "depth", "thermal", "imu")
 
@@ -92,12 +91,8 @@ def bench_dense(preset: str, args: argparse.Namespace) -> dict[str, Any]:
     prompt = Prompt("x", "text", np.ones(model.config.out_embed_dim, np.float32))
     rows, maps = [], {}
     for prec, backend in made.items():
-        enc = DenseVisionEncoder(backend.model, "maskclip").eval()
-
-        def dense(x: np.ndarray, enc: torch.nn.Module = enc,
-                  backend: TorchBackend = backend) -> np.ndarray:
-            with torch.inference_mode(), backend.autocast():
-                return enc(torch.from_numpy(x).to(backend.device)).float().cpu().numpy()
+        def dense(x: np.ndarray, backend: TorchBackend = backend) -> np.ndarray:
+            return backend.encode_dense(x, "maskclip")
         det = RegionDetector(lambda x: backend.encode("vision", x), vcfg, cfg, dense)
         maps[prec] = det.regions(frame).embeddings
         timing = time_calls(lambda: det(frame, [prompt]), batch=1, repeats=args.repeats,
