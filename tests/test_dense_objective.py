@@ -95,7 +95,7 @@ def test_dense_objective_step_lowers_its_loss_and_trains_both_towers() -> None:
         opt.zero_grad()
         loss = obj(images, boxes, classes)
         loss.backward()
-    assert float(loss) < float(first)
+    assert loss.item() < first.item()
     with pytest.raises(ValueError, match="temperature"):
         DenseObjective(model, tokenize(["a"], cfg), tokenize(["b"], cfg), "maskclip", 0.0)
 
