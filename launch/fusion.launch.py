@@ -12,12 +12,21 @@ package's share directory, so the installed demo runs from anywhere. ``ros2 laun
 --show-args`` lists every argument with its description. Without ``launch_ros`` (pip-only
 installs) this module still imports, so its argument table can be checked; use
 ``imagebind-ros run`` there.
+
+The model-holding nodes (encoder, detector, memory, fusion) run in ONE process,
+``graph_container``, so they share one model (``container:=false``: one process per node,
+one model copy each). Each keeps its own parameters (the params file's node sections and the
+launch arguments, handed over as node sections), and ``<node>:<from>:=<to>`` remappings work
+as in separate processes; sensors (simulated, microphone) stay processes of their own.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
+
+import yaml
 
 from imagebind_ros.ros.runner import read_params
 
@@ -57,6 +66,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_memory": ("false", "start the cross-modal memory node"),
     "use_fusion": ("true", "start the fusion node (one fused embedding and label from all "
                            "sensors)"),
+    "container": ("true", "run the model-holding nodes in one process (graph_container) "
+                          "sharing one model; false: one process and one model copy per node"),
 }
 SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
             "use_sim_sensors": "sim_sensors_node", "use_detector": "detector_node",
@@ -65,6 +76,8 @@ SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
 # (every model-holding node gets the model arguments: equal values share one model in
 # `imagebind-ros run`, and a launch never starts a detector on another model than the encoder)
 MODEL_NODES = ("encoder_node", "detector_node", "memory_node", "fusion_node")
+CONTAINER = "graph_container"
+NOT_PARAMETERS = {"params_file", "container"}  # arguments that set no node parameter
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     **{arg: [(node, arg) for node in MODEL_NODES]
        for arg in ("checkpoint", "preset", "backend", "onnx_dir", "device")},
@@ -109,6 +122,25 @@ def file_parameters(params_file: str, node: str, cwd: str, share: str) -> dict[s
                 and os.path.exists(os.path.join(share, value)))}
 
 
+def node_parameters(values: dict[str, str], node: str, params_file: str, cwd: str,
+                    share: str) -> dict[str, Any]:
+    """What the launch sets on ``node`` on top of the params file: absolute file paths and
+    the non-empty launch arguments (these win)."""
+    return {**file_parameters(params_file, node, cwd, share), **overrides(values, node)}
+
+
+def container_sections(values: dict[str, str], nodes: list[str], params_file: str, cwd: str,
+                       share: str) -> dict[str, Any]:
+    """``node_parameters`` of each hosted node as a parameter file's node sections (the
+    container is one process: a plain dict would set every node's parameters alike)."""
+    return {node: {"ros__parameters": node_parameters(values, node, params_file, cwd, share)}
+            for node in nodes}
+
+
+def _is_on(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
+
+
 def _nodes(context: LaunchContext) -> list[Any]:
     values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     share = FindPackageShare(PACKAGE).perform(context)
@@ -117,13 +149,23 @@ def _nodes(context: LaunchContext) -> list[Any]:
     if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:  # camera-sized best-effort messages
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config",
                                                             "fastdds_large_data.xml")
-    return [Node(package=PACKAGE, executable=node, name=node, output="screen",
-                 parameters=[params_file,
-                             file_parameters(params_file, node, os.getcwd(), share),
-                             overrides(values, node)],
-                 additional_env=env)
-            for switch, node in SWITCHES.items()
-            if values[switch].strip().lower() in ("true", "1", "yes")]
+    selected = [node for switch, node in SWITCHES.items() if _is_on(values[switch])]
+    hosted = [n for n in selected if n in MODEL_NODES] if _is_on(values["container"]) else []
+    actions = []
+    if hosted:
+        with tempfile.NamedTemporaryFile("w", prefix="imagebind_ros_container_",
+                                         suffix=".yaml", delete=False) as f:
+            yaml.safe_dump(container_sections(values, hosted, params_file, os.getcwd(),
+                                              share), f)
+        actions.append(Node(package=PACKAGE, executable=CONTAINER, output="screen",
+                            arguments=["--nodes", ",".join(hosted)],
+                            parameters=[params_file, f.name], additional_env=env))
+    return actions + [
+        Node(package=PACKAGE, executable=node, name=node, output="screen",
+             parameters=[params_file,
+                         node_parameters(values, node, params_file, os.getcwd(), share)],
+             additional_env=env)
+        for node in selected if node not in hosted]
 
 
 def generate_launch_description() -> Any:

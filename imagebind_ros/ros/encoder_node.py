@@ -16,7 +16,6 @@ parameters can also be set at runtime. Bad inputs are dropped with one rate-limi
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
@@ -34,10 +31,16 @@ from imagebind_ros import decode as dec
 from imagebind_ros import modalities
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.model_cache import release
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
+from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, LabelParameters,
                                           StartupError, WarnLimiter, declare, labels_from,
                                           run_node, sensor_qos, warn_key)
+from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
+from imagebind_ros.ros.worker import Worker
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -71,19 +74,33 @@ class ModalityStats:
         default_factory=lambda: collections.deque(maxlen=2000))
 
 
-class EncoderNode(LabelParameters, Node):
+class EncoderNode(LabelParameters, ManagedNode):
     """Embeds camera, depth, thermal, audio and IMU streams with one shared model."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._warn = WarnLimiter(self.get_logger())
         self._declare_parameters()
+        self._srv_p = declare_service_parameters(self)
+        self._diag_p = declare_diagnostics_parameters(
+            self, [m for m in self.p["modalities"] if m in SENSOR_MODALITIES])
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self._worker = Worker("encoder-worker", self._work, self.get_logger(), 10.0)
+        self.modalities: tuple[str, ...] = ()
+        self.mailbox = Mailbox({})
+        self.diagnostics: InputDiagnostics | None = None
+        self.classifier: ZeroShotClassifier | None = None
+        self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def configure(self) -> None:
+        """Load the model, embed the labels; publishers, services and /diagnostics."""
         self.shared = load_model(self.p)
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         self.modalities = self._check_modalities()
         self.stats = {m: ModalityStats() for m in self.modalities}
-        self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
         self._specs = {m: modalities.spec(m) for m in self.modalities}
         self._gates = {m: StampGate() for m in modalities.image_modalities()}
         self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
@@ -93,21 +110,44 @@ class EncoderNode(LabelParameters, Node):
                                                          RELIABLE_QOS)
                                 for m in self.modalities}
         self.classifier = self._setup_zero_shot()
-        self._subscribe()
-        services = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetLabels, "~/set_labels", self._on_set_labels,
-                            callback_group=services)
-        self.create_service(EmbedText, "~/embed_text", self._on_embed_text,
-                            callback_group=services)
-        self.add_on_set_parameters_callback(self._on_parameters)
-        if self.p["stats_period_s"] > 0:
-            self.create_timer(self.p["stats_period_s"], self._log_stats)
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="encoder-worker", daemon=True)
-        self._worker.start()
+        self.slow_services = SlowServices(self, self._srv_p["timeout_s"],
+                                          self._srv_p["max_pending"])
+        self.slow_services.create_service(SetLabels, "set_labels", self._on_set_labels)
+        self.slow_services.create_service(EmbedText, "embed_text", self._on_embed_text)
+        self._stats_timer = (self.create_timer(self.p["stats_period_s"], self._log_stats)
+                             if self.p["stats_period_s"] > 0 else None)
+        diag = self._diag_p
+        self.diagnostics = InputDiagnostics(
+            self, diag, {m: InputSpec(self.p[f"{m}.topic"], diag[f"expected_hz.{m}"],
+                                      self.p[f"{m}.max_rate_hz"]) for m in self.modalities},
+            self.input_counts, self._worker.health, self.shared)
         note = " RANDOM-INIT weights: outputs are meaningless" if self.shared.random_init else ""
         self.get_logger().info(f"encoding {', '.join(self.modalities)} with "
                                f"{self.shared.describe()}.{note}")
+
+    def activate(self) -> None:
+        """Subscribe to the sensors and start the worker (a fresh mailbox each time)."""
+        self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
+        self.activate_subscriptions(self._subscribe)
+        self._worker.start()
+
+    def deactivate(self) -> None:
+        self._worker.stop(wake=self.mailbox.close)
+
+    def cleanup(self) -> None:
+        """Drop everything configure made; the model is freed once no node holds it."""
+        assert self.diagnostics is not None
+        self.diagnostics.destroy()
+        self.diagnostics = None
+        self.slow_services.destroy()
+        if self._stats_timer is not None:
+            self.destroy_timer(self._stats_timer)
+        for pub in [*self._embedding_pubs.values(), *self._zero_shot_pubs.values()]:
+            self.destroy_publisher(pub)
+        key = self.shared.key
+        self.classifier = None
+        del self.shared
+        release(key)
 
     # ------------------------------------------------------------------ setup
 
@@ -267,10 +307,11 @@ class EncoderNode(LabelParameters, Node):
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        while not self._stop.is_set():
+        while not self._worker.stopping:
             for modality, item in self.mailbox.take(timeout=0.2):
                 try:
                     self._process(modality, item)
+                    self._worker.succeeded()
                 except BAD_INPUT as e:
                     self._bad(modality, "input", e)
                 except Exception as e:  # keep the worker alive whatever one input does
@@ -279,6 +320,7 @@ class EncoderNode(LabelParameters, Node):
                     self.stats[modality].invalid += 1
                     self._warn.warn(f"{modality}:{type(e).__name__}", f"{modality}: failed on "
                                     f"one input ({type(e).__name__}: {e}); continuing")
+                    self._worker.failed(modality, e)
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
         """Preprocess one input into the model's (1, ...) batch (public for benchmarks).
@@ -320,6 +362,8 @@ class EncoderNode(LabelParameters, Node):
 
     def _apply_labels(self, labels: Sequence[str], templates: Sequence[str] | None) -> str:
         """Switch the label set; raises ValueError (old set kept) when it is unusable."""
+        if self.unconfigured:  # the parameters are read at configure
+            return "stored; embedded at configure"
         if self.classifier is None:
             raise ValueError(f"model {self.model_id} has no text encoder")
         changed = self.classifier.set_labels(labels, templates)
@@ -335,6 +379,8 @@ class EncoderNode(LabelParameters, Node):
         for name, value in new.items():
             if name.endswith(".max_rate_hz"):
                 self.mailbox.set_max_rate(name.split(".")[0], float(value))
+                if self.diagnostics and name.split(".")[0] in self.diagnostics.inputs:
+                    self.diagnostics.inputs[name.split(".")[0]].spec.max_rate_hz = float(value)
             if name in self.p:
                 self.p[name] = value if value is not None else []
         return SetParametersResult(successful=True)
@@ -378,6 +424,13 @@ class EncoderNode(LabelParameters, Node):
                       "restarts": self._restarts(m)}
         return out
 
+    def input_counts(self) -> dict[str, InputCounts]:
+        """Each modality's counters for /diagnostics (bad = dropped as invalid)."""
+        boxes = self.mailbox.stats()
+        return {m: InputCounts(st.received, st.invalid,
+                               boxes[m].dropped if m in boxes else 0, st.published,
+                               list(st.latency_ms)[-200:]) for m, st in self.stats.items()}
+
     def _restarts(self, modality: str) -> int:
         """Times the audio/IMU window restarted (stamp gaps or clock resets)."""
         if modality == "audio":
@@ -391,10 +444,9 @@ class EncoderNode(LabelParameters, Node):
         self.get_logger().info("; ".join(parts))
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10)
+        self._worker.stop(wake=self.mailbox.close)
+        if self.diagnostics is not None:  # configured
+            self.slow_services.destroy()
         super().destroy_node()
 
 

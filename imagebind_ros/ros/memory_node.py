@@ -13,29 +13,33 @@ queries work without one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticStatus
 
 from imagebind_ros.decode import stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.memory import EmbeddingMemory, combine
 from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.model_cache import SharedModel
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
+from imagebind_ros.model_cache import SharedModel, release
+from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, WarnLimiter, declare,
                                           run_node, warn_key)
+from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.srv import QueryMemory
 
 NODE_NAME = "memory_node"
 DEFAULT_MODALITIES = ["vision", "audio", "depth", "thermal", "imu"]
 
 
-class MemoryNode(Node):
+class MemoryNode(ManagedNode):
     """Keeps recent embeddings; answers cross-modal queries."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -55,8 +59,21 @@ class MemoryNode(Node):
           "of stamp time (0 = every item)")
         d("top_k", 5, "items returned when a query asks for 0")
         self.p = p
+        self._srv_p = declare_service_parameters(self)
+        self._diag_p = declare_diagnostics_parameters(self, p["modalities"])
         self.shared: SharedModel | None = None
         self.embedder: Embedder | None = None
+        self.diagnostics: InputDiagnostics | None = None
+        self.received = 0
+        self.inputs = {m: InputCounts(0) for m in p["modalities"]}  # per topic: /diagnostics
+        self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def configure(self) -> None:
+        """Load the model (if one is set), make the memory, the query service and
+        /diagnostics."""
+        p = self.p
         if has_model(p):
             self.shared = load_model(p)
             self.embedder = Embedder(self.shared.encode, self.shared.config)
@@ -68,29 +85,62 @@ class MemoryNode(Node):
             raise StartupError(str(e)) from None
         if self.shared is not None:
             self.memory.model_id = self.shared.model_id
-        self.received = 0
-        for m in p["modalities"]:
-            self.create_subscription(Embedding, f"{p['embedding_prefix']}/{m}",
-                                     self._on_embedding, RELIABLE_QOS)
-            if p["zero_shot_prefix"]:
-                self.create_subscription(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
-                                         self._on_zero_shot, RELIABLE_QOS)
-        self.create_service(QueryMemory, "~/query", self._on_query,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.slow_services = SlowServices(self, self._srv_p["timeout_s"],
+                                          self._srv_p["max_pending"])
+        self.slow_services.create_service(QueryMemory, "query", self._on_query)
+        diag = self._diag_p
+        self.diagnostics = InputDiagnostics(
+            self, diag, {m: InputSpec(f"{p['embedding_prefix']}/{m}", diag[f"expected_hz.{m}"],
+                                      required=False) for m in p["modalities"]},
+            lambda: {m: replace(c) for m, c in self.inputs.items()},
+            lambda: (DiagnosticStatus.OK, "stores in its callbacks; queries on their thread"),
+            self.shared)
         model = (self.shared.describe() if self.shared else
                  "no model (embedding-only queries; set 'checkpoint' for text and files)")
         self.get_logger().info(f"remembering {', '.join(p['modalities'])} "
                                f"({p['capacity']} each); {model}")
 
+    def activate(self) -> None:
+        self.activate_subscriptions(self._subscribe)
+
+    def _subscribe(self) -> None:
+        p = self.p
+        for m in p["modalities"]:
+            self.create_subscription(Embedding, f"{p['embedding_prefix']}/{m}",
+                                     self._embedding_cb(self.inputs[m]), RELIABLE_QOS)
+            if p["zero_shot_prefix"]:
+                self.create_subscription(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
+                                         self._on_zero_shot, RELIABLE_QOS)
+
+    def cleanup(self) -> None:
+        """Forget the stored items and drop the model (freed once no node holds it)."""
+        assert self.diagnostics is not None
+        self.diagnostics.destroy()
+        self.diagnostics = None
+        self.slow_services.destroy()
+        del self.memory
+        if self.shared is not None:
+            key = self.shared.key
+            self.shared = self.embedder = None
+            release(key)
+
     # ------------------------------------------------------------------ inputs
 
-    def _on_embedding(self, msg: Embedding) -> None:
+    def _embedding_cb(self, counts: InputCounts) -> Callable[[Embedding], None]:
+        def callback(msg: Embedding) -> None:
+            counts.received += 1
+            self._on_embedding(msg, counts)
+        return callback
+
+    def _on_embedding(self, msg: Embedding, counts: InputCounts | None = None) -> None:
         self.received += 1
         try:
             self.memory.add(np.asarray(msg.vector, np.float32), msg.modality,
                             stamp_to_ns(msg.header.stamp), msg.header.frame_id,
                             model_id=msg.model_id)
         except ValueError as e:
+            if counts is not None:
+                counts.bad += 1
             self._warn.warn(warn_key(f"{msg.modality}:{e}"), f"embedding dropped: {e}")
 
     def _on_zero_shot(self, msg: ZeroShot) -> None:
@@ -135,6 +185,12 @@ class MemoryNode(Node):
         counts = ", ".join(f"{m} {n}" for m, n in self.memory.counts().items())
         resp.success, resp.message = True, f"{len(hits)} hits from {counts or 'nothing'}"
         return resp
+
+
+    def destroy_node(self) -> None:
+        if self.diagnostics is not None:  # configured
+            self.slow_services.destroy()
+        super().destroy_node()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
