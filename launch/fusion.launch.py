@@ -66,6 +66,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_memory": ("false", "start the cross-modal memory node"),
     "use_fusion": ("true", "start the fusion node (one fused embedding and label from all "
                            "sensors)"),
+    "autostart": ("", "true: the model-holding nodes configure and activate themselves; "
+                      "false: they wait unconfigured for a lifecycle manager"),
     "container": ("true", "run the model-holding nodes in one process (graph_container) "
                           "sharing one model; false: one process and one model copy per node"),
 }
@@ -81,6 +83,7 @@ NOT_PARAMETERS = {"params_file", "container"}  # arguments that set no node para
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     **{arg: [(node, arg) for node in MODEL_NODES]
        for arg in ("checkpoint", "preset", "backend", "onnx_dir", "device")},
+    "autostart": [(node, "autostart") for node in MODEL_NODES],
     "modalities": [("encoder_node", "modalities"), ("fusion_node", "modalities")],
     "labels_file": [("encoder_node", "labels_file"), ("fusion_node", "labels_file")],
     "audio_topic": [("encoder_node", "audio.topic"), ("sim_sensors_node", "audio.topic"),
@@ -91,6 +94,7 @@ PARAMETERS: dict[str, list[tuple[str, str]]] = {
        for m in ("depth", "thermal", "imu")},
 }
 LIST_ARGUMENTS = ("modalities",)
+BOOL_ARGUMENTS = ("autostart",)
 # Node parameters naming files. A relative one in the params file is looked up from the working
 # directory (as `imagebind-ros run` does), else from the package's share directory, which
 # mirrors the source tree: config/demo.yaml names checkpoints/demo/demo.pt, installed there.
@@ -106,7 +110,8 @@ def overrides(values: dict[str, str], node: str) -> dict[str, Any]:
         for target, param in targets:
             if target == node and value != "":
                 out[param] = ([v.strip() for v in value.split(",") if v.strip()]
-                              if arg in LIST_ARGUMENTS else value)
+                              if arg in LIST_ARGUMENTS else _is_on(value)
+                              if arg in BOOL_ARGUMENTS else value)
     return out
 
 

@@ -670,6 +670,8 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) ->
     assert lm.overrides({"checkpoint": "", "modalities": "vision, imu"}, "encoder_node") == {
         "modalities": ["vision", "imu"]}
     assert lm.overrides({"audio_topic": "mic"}, "microphone_node") == {"topic": "mic"}
+    assert lm.overrides({"autostart": "False"}, "memory_node") == {"autostart": False}
+    assert lm.overrides({"autostart": "true"}, "sim_sensors_node") == {}
     for node in ("encoder_node", "detector_node", "memory_node", "fusion_node"):  # one model
         assert lm.overrides({"checkpoint": "/m.pt"}, node) == {"checkpoint": "/m.pt"}
     assert lm.overrides({"vision_topic": "cam"}, "detector_node") == {"camera.topic": "cam"}
