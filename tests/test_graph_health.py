@@ -285,3 +285,22 @@ def test_diagnostics_warn_when_the_camera_stops_and_ok_when_it_resumes(graph: Gr
     worker = graph.status("encoder_node: worker", stopped)[-1]
     assert worker.level == OK
     assert {k.key: k.value for k in worker.values}["model"] == graph.encoder.model_id
+
+
+def test_persistent_worker_failure_turns_diagnostics_error(graph: Graph) -> None:
+    name = "encoder_node: worker"
+
+    def broken(modality: str, item: Any) -> None:
+        raise RuntimeError("a bug in the encoder")
+
+    graph.encoder._process = broken  # type: ignore[method-assign]
+    try:
+        start = time.monotonic()
+        error = wait_for(lambda: next((s for s in graph.status(name, start)
+                                       if s.level == ERROR), None), 30, "worker ERROR")
+        assert error.message.startswith("encoder-worker failing: ")
+        assert "RuntimeError: a bug in the encoder" in error.message
+    finally:
+        del graph.encoder._process
+    fixed = time.monotonic()
+    wait_for(lambda: any(s.level == OK for s in graph.status(name, fixed)), 30, "worker OK")
