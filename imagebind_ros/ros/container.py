@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from imagebind_ros.ros.runner import NODES, _executor, _spin, _start
+from imagebind_ros.ros.runner import NODES, _executor, _shutdown, _spin, _start
 
 MODEL_NODES = ("encoder_node", "detector_node", "memory_node", "fusion_node")
 
@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import rclpy
     from rclpy.utilities import remove_ros_args
 
+    from imagebind_ros.model_cache import cached_models
     from imagebind_ros.ros.node_utils import STARTUP_ERRORS, use_large_data_profile
 
     args = list(sys.argv if argv is None else argv)
@@ -70,19 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         executor = _executor(opts.executor)
         for n in nodes.values():
             executor.add_node(n)
-        from imagebind_ros.model_cache import cached_models
-
         log.info(f"hosting {', '.join(nodes)} in one process; "
                  f"{len(cached_models())} model instance(s)")
-        stop = threading.Event()
-        try:
-            _spin(executor, stop)
-        except KeyboardInterrupt:
-            pass
+        _spin(executor, threading.Event())  # until Ctrl-C / SIGTERM shuts rclpy down
         executor.shutdown(timeout_sec=5)
         return 0
     finally:
-        for n in nodes.values():
-            n.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        _shutdown(nodes)

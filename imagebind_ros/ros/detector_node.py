@@ -42,7 +42,6 @@ from imagebind_ros.embedder import Embedder, RecentAudio
 from imagebind_ros.model.dense import DenseVisionEncoder
 from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
-from imagebind_ros.model_cache import release
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
                                            declare_diagnostics_parameters)
@@ -130,27 +129,18 @@ class DetectorNode(ManagedNode):
 
     def activate(self) -> None:
         """Subscribe (camera, audio, prompt topics) and start the worker."""
-        self.mailbox = Mailbox({"camera": self.p["max_rate_hz"]})
-        self.activate_subscriptions(self._subscribe)
-        self._worker.start()
+        self.start_work({"camera": self.p["max_rate_hz"]})
 
     def deactivate(self) -> None:
-        self._worker.stop(wake=self.mailbox.close)
+        self.stop_work()
 
     def cleanup(self) -> None:
         """Drop everything configure made; the model is freed once no node holds it."""
-        assert self.diagnostics is not None
-        self.diagnostics.destroy()
-        self.diagnostics = None
-        self.slow_services.destroy()
-        for pub in (self._det_pub, self._img_pub, self._heat_pub):
-            if pub is not None:
-                self.destroy_publisher(pub)
+        self.destroy_configured(self._det_pub, self._img_pub, self._heat_pub)
         with self._prompt_lock:
             self._prompts.clear()
-        key = self.shared.key
-        del self.shared, self.embedder, self.detector
-        release(key)
+        del self.embedder, self.detector
+        self.release_model()
 
     # ------------------------------------------------------------------ setup
 
@@ -457,9 +447,7 @@ class DetectorNode(ManagedNode):
         return dets
 
     def destroy_node(self) -> None:
-        self._worker.stop(wake=self.mailbox.close)
-        if self.diagnostics is not None:  # configured
-            self.slow_services.destroy()
+        self.stop_work()
         super().destroy_node()
 
 

@@ -31,7 +31,6 @@ from imagebind_ros import decode as dec
 from imagebind_ros import modalities
 from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
-from imagebind_ros.model_cache import release
 from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
                                            declare_diagnostics_parameters)
 from imagebind_ros.ros.lifecycle import ManagedNode
@@ -127,27 +126,17 @@ class EncoderNode(LabelParameters, ManagedNode):
 
     def activate(self) -> None:
         """Subscribe to the sensors and start the worker (a fresh mailbox each time)."""
-        self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
-        self.activate_subscriptions(self._subscribe)
-        self._worker.start()
+        self.start_work({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
 
     def deactivate(self) -> None:
-        self._worker.stop(wake=self.mailbox.close)
+        self.stop_work()
 
     def cleanup(self) -> None:
         """Drop everything configure made; the model is freed once no node holds it."""
-        assert self.diagnostics is not None
-        self.diagnostics.destroy()
-        self.diagnostics = None
-        self.slow_services.destroy()
-        if self._stats_timer is not None:
-            self.destroy_timer(self._stats_timer)
-        for pub in [*self._embedding_pubs.values(), *self._zero_shot_pubs.values()]:
-            self.destroy_publisher(pub)
-        key = self.shared.key
+        self.destroy_configured(self._stats_timer, *self._embedding_pubs.values(),
+                                *self._zero_shot_pubs.values())
         self.classifier = None
-        del self.shared
-        release(key)
+        self.release_model()
 
     # ------------------------------------------------------------------ setup
 
@@ -444,9 +433,7 @@ class EncoderNode(LabelParameters, ManagedNode):
         self.get_logger().info("; ".join(parts))
 
     def destroy_node(self) -> None:
-        self._worker.stop(wake=self.mailbox.close)
-        if self.diagnostics is not None:  # configured
-            self.slow_services.destroy()
+        self.stop_work()
         super().destroy_node()
 
 

@@ -39,7 +39,7 @@ from imagebind_ros import fusion
 from imagebind_ros.decode import stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.inference.manifest import load_manifest, sha256_file
-from imagebind_ros.model_cache import SharedModel, release
+from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.msg import ClassHypothesis, Embedding, FusionContributors, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.diagnostics import NodeDiagnostics, declare_diagnostics_parameters
@@ -189,17 +189,10 @@ class FusionNode(LabelParameters, ManagedNode):
 
     def cleanup(self) -> None:
         """Drop everything configure made; the model is freed once no node holds it."""
-        assert self.diagnostics is not None
-        self.diagnostics.destroy()
-        self.diagnostics = None
-        self.slow_services.destroy()
-        self.destroy_timer(self._poll_timer)
-        for pub in self._pubs.values():
-            self.destroy_publisher(pub)
-        key = self.shared.key
-        del self.shared, self.classifier
+        self.destroy_configured(self._poll_timer, *self._pubs.values())
+        del self.classifier
         self.fuser = None
-        release(key)
+        self.release_model()
 
     # ------------------------------------------------------------------ setup
 
@@ -404,10 +397,6 @@ class FusionNode(LabelParameters, ManagedNode):
         return DiagnosticStatus(level=level, name=STATUS_NAME, message=message,
                                 hardware_id=self.model_id, values=values)
 
-    def destroy_node(self) -> None:
-        if self.diagnostics is not None:  # configured
-            self.slow_services.destroy()
-        super().destroy_node()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

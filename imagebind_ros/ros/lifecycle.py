@@ -16,14 +16,24 @@ from collections.abc import Callable
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.timer import Timer
 
+from imagebind_ros.model_cache import release
 from imagebind_ros.ros.node_utils import STARTUP_ERRORS, StartupError, declare
+from imagebind_ros.streams import Mailbox
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
 class ManagedNode(LifecycleNode):
-    """Lifecycle plumbing; subclasses implement configure/activate/deactivate/cleanup."""
+    """Lifecycle plumbing; subclasses implement configure/activate/deactivate/cleanup.
+
+    Conventions the helpers rely on: configure sets ``self.diagnostics`` (None while
+    unconfigured), ``self.slow_services`` and ``self.shared``; a node with a worker has
+    ``self._worker``, ``self.mailbox`` and ``self._subscribe``.
+    """
+
+    diagnostics: Any = None
 
     def __init__(self, name: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
@@ -80,6 +90,41 @@ class ManagedNode(LifecycleNode):
         before = set(self.subscriptions)
         subscribe()
         self._active_subscriptions = [s for s in self.subscriptions if s not in before]
+
+    def start_work(self, rates: dict[str, float]) -> None:
+        """``activate`` of a node with a worker: a fresh mailbox, subscriptions, the thread."""
+        self.mailbox = Mailbox(rates)
+        self.activate_subscriptions(self._subscribe)  # type: ignore[attr-defined]
+        self._worker.start()  # type: ignore[attr-defined]
+
+    def stop_work(self) -> None:
+        """``deactivate`` of a node with a worker: stop and join it (a timeout is logged)."""
+        self._worker.stop(wake=self.mailbox.close)  # type: ignore[attr-defined]
+
+    def destroy_configured(self, *entities: Any) -> None:
+        """The common part of ``cleanup``: /diagnostics, the model-running services and
+        ``entities`` (publishers, timers; None skipped) destroyed."""
+        self.diagnostics.destroy()
+        self.diagnostics = None
+        self.slow_services.destroy()  # type: ignore[attr-defined]
+        for e in entities:
+            if isinstance(e, Timer):
+                self.destroy_timer(e)
+            elif e is not None:
+                self.destroy_publisher(e)
+
+    def release_model(self) -> None:
+        """Drop ``self.shared`` (the node dropped what else refers to it) and let the
+        process's cache free the model if no other node holds it."""
+        if self.shared is not None:  # type: ignore[has-type]
+            key = self.shared.key  # type: ignore[has-type]
+            self.shared = None
+            release(key)
+
+    def destroy_node(self) -> None:
+        if self.diagnostics is not None:  # configured
+            self.slow_services.destroy()  # type: ignore[attr-defined]
+        super().destroy_node()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         return self._step(self.configure, "configure")

@@ -27,7 +27,7 @@ from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
                                            declare_diagnostics_parameters)
-from imagebind_ros.model_cache import SharedModel, release
+from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, WarnLimiter, declare,
@@ -114,15 +114,10 @@ class MemoryNode(ManagedNode):
 
     def cleanup(self) -> None:
         """Forget the stored items and drop the model (freed once no node holds it)."""
-        assert self.diagnostics is not None
-        self.diagnostics.destroy()
-        self.diagnostics = None
-        self.slow_services.destroy()
+        self.destroy_configured()
         del self.memory
-        if self.shared is not None:
-            key = self.shared.key
-            self.shared = self.embedder = None
-            release(key)
+        self.embedder = None
+        self.release_model()
 
     # ------------------------------------------------------------------ inputs
 
@@ -187,10 +182,6 @@ class MemoryNode(ManagedNode):
         return resp
 
 
-    def destroy_node(self) -> None:
-        if self.diagnostics is not None:  # configured
-            self.slow_services.destroy()
-        super().destroy_node()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

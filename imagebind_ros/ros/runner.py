@@ -341,10 +341,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               + _summary(nodes, monitor), flush=True)
         return 0
     finally:
-        for n in nodes.values():
-            n.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        _shutdown(nodes)
+
+
+def _shutdown(nodes: dict[str, Any]) -> None:
+    """Destroy the process's nodes, then rclpy (also ``graph_container``'s ending)."""
+    import rclpy
+
+    for n in nodes.values():
+        n.destroy_node()
+    if rclpy.ok():
+        rclpy.shutdown()
 
 
 def _executor(kind: str) -> Any:
