@@ -304,3 +304,49 @@ def test_persistent_worker_failure_turns_diagnostics_error(graph: Graph) -> None
         del graph.encoder._process
     fixed = time.monotonic()
     wait_for(lambda: any(s.level == OK for s in graph.status(name, fixed)), 30, "worker OK")
+
+
+def test_sensor_nodes_report_their_outputs() -> None:
+    """The simulated sensors and a microphone without a sound card on /diagnostics."""
+    from imagebind_ros.ros.microphone_node import MicrophoneNode
+    from imagebind_ros.ros.sim_sensors_node import SimSensorsNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=_domain() + 1)
+    nodes: list[Any] = []
+    try:
+        nodes = [SimSensorsNode(context=ctx, parameter_overrides=[
+                     Parameter("camera_rate_hz", value=5.0),
+                     Parameter("publish", Parameter.Type.STRING_ARRAY, ["vision", "imu"])]),
+                 MicrophoneNode(context=ctx, parameter_overrides=[
+                     Parameter("wait_for_device", value=True), Parameter("device", value="no "
+                                                                          "such card")])]
+        peer = rclpy.create_node("sensor_diag_peer", context=ctx)
+        nodes.append(peer)
+        got: dict[str, Any] = {}
+        peer.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda a: got.update({s.name: s for s in a.status}), 10)
+        executor = SingleThreadedExecutor(context=ctx)
+        for n in nodes:
+            executor.add_node(n)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not (
+                "microphone_node: device" in got and "sim_sensors_node: vision output" in got
+                and got["sim_sensors_node: vision output"].values[1].value != "0"):
+            executor.spin_once(timeout_sec=0.1)
+        executor.shutdown()
+        assert got["sim_sensors_node: vision output"].level == OK
+        assert got["sim_sensors_node: imu output"].level == OK
+        assert got["sim_sensors_node: source"].message == "source: synthetic"
+        assert "sim_sensors_node: depth output" not in got  # not published
+        assert got["microphone_node: device"].level == ERROR
+    finally:
+        for n in nodes:
+            n.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_first_status_does_not_judge_a_rate_it_cannot_measure() -> None:
+    h = InputHealth("vision", InputSpec("cam", expected_hz=30.0, max_rate_hz=10.0), 5.0, 0.0)
+    assert h.update(InputCounts(3, processed=0), 0.5)[:2] == (OK, "0.0 Hz, processed 0.0 Hz")
+    assert h.update(InputCounts(6, processed=0), 1.5)[0] == WARN  # 3 Hz of 30 over 1 s

@@ -30,6 +30,7 @@ from imagebind_ros.ros.node_utils import RELIABLE_QOS, declare
 TOPIC = "/diagnostics"
 RATE_WINDOW_S = 5.0  # rates are measured over the last few seconds, not one noisy tick
 SLOW_FRACTION = 0.5  # below this fraction of the expected rate is WARN
+MIN_WINDOW_S = 0.9  # rates over a shorter span (the first status) are not judged
 
 
 @dataclass
@@ -77,17 +78,19 @@ class InputHealth:
         rx = self._rate(now, counts, "received")
         age = None if self.last_input is None else now - self.last_input
         spec = self.spec
+        judged = now - self._history[0][0] >= MIN_WINDOW_S
         level, message = DiagnosticStatus.OK, f"{rx:.1f} Hz"
         out_hz = None
         if counts.processed is not None:
             out_hz = self._rate(now, counts, "processed")
             expected_out = min(spec.max_rate_hz, rx)
             message += f", processed {out_hz:.1f} Hz"
-            if spec.max_rate_hz > 0 and expected_out >= 1.0 \
+            if judged and spec.max_rate_hz > 0 and expected_out >= 1.0 \
                     and out_hz < SLOW_FRACTION * expected_out:
                 level, message = DiagnosticStatus.WARN, (
                     f"slow: processed {out_hz:.1f} Hz of an expected {expected_out:.1f} Hz")
-        if spec.expected_hz > 0 and rx < SLOW_FRACTION * spec.expected_hz and age is not None:
+        if judged and spec.expected_hz > 0 and rx < SLOW_FRACTION * spec.expected_hz \
+                and age is not None:
             level, message = DiagnosticStatus.WARN, (
                 f"received {rx:.1f} Hz, expected {spec.expected_hz:g} Hz")
         if age is None:
@@ -164,14 +167,16 @@ class NodeDiagnostics:
 
 class InputDiagnostics(NodeDiagnostics):
     """The input statuses plus a worker status, for nodes whose counters are
-    ``InputCounts``; ``health`` gives the worker's (level, message)."""
+    ``InputCounts``; ``health`` gives the worker's (level, message). Sensor nodes report
+    their outputs the same way (``kind="output"``, ``task`` = what produces them)."""
 
     def __init__(self, node: Node, p: Mapping[str, Any], inputs: Mapping[str, InputSpec],
                  counts: Callable[[], Mapping[str, InputCounts]],
                  health: Callable[[], tuple[int, str]], shared: SharedModel | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, kind: str = "input",
+                 task: str = "worker") -> None:
         self._name, self._counts, self._health = node.get_name(), counts, health
-        self._clock = clock
+        self._clock, self._kind, self._task = clock, kind, task
         # strings, not the model: a lifecycle cleanup must be able to free it
         self._hw = shared.model_id if shared is not None else ""
         self._model = model_values(shared)
@@ -184,10 +189,10 @@ class InputDiagnostics(NodeDiagnostics):
         out = []
         for name, health in self.inputs.items():
             level, message, values = health.update(counts[name], now)
-            out.append(DiagnosticStatus(level=level, name=f"{self._name}: {name} input",
+            out.append(DiagnosticStatus(level=level, name=f"{self._name}: {name} {self._kind}",
                                         message=message, hardware_id=hw, values=values))
         level, message = self._health()
-        out.append(DiagnosticStatus(level=level, name=f"{self._name}: worker",
+        out.append(DiagnosticStatus(level=level, name=f"{self._name}: {self._task}",
                                     message=message, hardware_id=hw,
                                     values=self._model))
         return out

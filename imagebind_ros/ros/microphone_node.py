@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 
 from imagebind_ros.decode import AUDIO_FORMATS
 from imagebind_ros.msg import AudioChunk
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
 from imagebind_ros.ros.node_utils import (StartupError, WarnLimiter, declare, run_node,
                                           sensor_qos)
 
@@ -85,6 +88,13 @@ class MicrophoneNode(Node):
         self._stream: Any = None
         self._next_ns: int | None = None
         self.published = 0
+        self.diagnostics = InputDiagnostics(
+            self, declare_diagnostics_parameters(self, []),
+            {"audio": InputSpec(topic, self.sample_rate / self.chunk)},
+            lambda: {"audio": InputCounts(self.published, bad=self._warn.count)},
+            lambda: ((DiagnosticStatus.OK, "streaming") if self._stream is not None else
+                     (DiagnosticStatus.ERROR, "no input device (waiting for one)")),
+            None, kind="output", task="device")
         try:
             import sounddevice
         except OSError as e:  # PortAudio library missing
