@@ -15,6 +15,9 @@ A worker thread takes the newest frame (older ones are dropped and counted) at m
 (``model_cache``): in ``imagebind-ros run`` the encoder, detector and memory nodes hold one.
 Parameters (all described: ``ros2 param describe /detector_node <name>``) set the windows,
 the batch size, the maximum number of regions and the localisation.
+Lifecycle node (``ros.lifecycle``: configure loads the model, activate subscribes and starts
+the worker); model-running services off the executor (``ros.slow_services``);
+``/diagnostics`` per input and for the worker (``ros.diagnostics``).
 """
 
 from __future__ import annotations

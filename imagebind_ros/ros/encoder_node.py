@@ -11,6 +11,9 @@ newest unprocessed input of each modality (older ones are dropped and counted) a
 Inputs use sensor-data QoS (best effort), outputs are reliable. Services: ``~/set_labels``
 (``SetLabels``) and ``~/embed_text`` (``EmbedText``); the ``labels``/``templates``
 parameters can also be set at runtime. Bad inputs are dropped with one rate-limited warning.
+Lifecycle node (``ros.lifecycle``: configure loads the model, activate subscribes and starts
+the worker); model-running services off the executor (``ros.slow_services``);
+``/diagnostics`` per input and for the worker (``ros.diagnostics``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ audio files, image files and embeddings, weighted and summed into one query (emb
 arithmetic), return the top-k items across modalities with similarity, modality and stamp.
 Text/file parts need a model (the process's shared one, ``model_cache``); embedding-only
 queries work without one.
+Lifecycle node (``ros.lifecycle``: configure loads the model and makes the memory, activate
+subscribes, cleanup forgets); ``~/query`` runs off the executor (``ros.slow_services``);
+``/diagnostics`` per input topic (``ros.diagnostics``).
 """
 
 from __future__ import annotations
