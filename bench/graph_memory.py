@@ -35,7 +35,7 @@ SIM = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit
 READY = ("model instance(s)", "is a RANDOM-INIT model")  # container, imagebind-ros run
 
 
-def params_file(preset: str, folder: Path) -> Path:
+def params_file(preset: str, folder: Path, region_batch: int) -> Path:
     path = folder / "graph_memory.yaml"
     path.write_text(f"""\
 /**:
@@ -50,6 +50,7 @@ detector_node:
   ros__parameters:
     prompt: {{texts: [dog]}}
     max_rate_hz: 0.5
+    region_batch_size: {region_batch}
 sim_sensors_node:
   ros__parameters:
     camera_rate_hz: 10.0
@@ -103,10 +104,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0,
                     help="seconds measured after the nodes are up")
     ap.add_argument("--load-timeout", type=float, default=900.0)
+    ap.add_argument("--region-batch", type=int, default=64,
+                    help="the detector's region_batch_size (its working memory; 64 = default)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="graph_memory_"))
-    params = params_file(args.preset, tmp)
+    params = params_file(args.preset, tmp, args.region_batch)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}",
            "ROS_DOMAIN_ID": str(int(os.environ.get("ROS_DOMAIN_ID", "0")) % 100 + 170),
            "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
@@ -143,6 +146,7 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"preset": args.preset, "seconds": args.seconds,
+                                        "region_batch_size": args.region_batch,
                                         "cpu_count": os.cpu_count(), "results": results},
                                        indent=2) + "\n")
     return 0
