@@ -2,6 +2,9 @@
 
     python bench/detection.py accuracy [--scenes 50]   # demo checkpoint, audio + text prompts
     python bench/detection.py speed                    # regions/s, latency per 640x480 frame
+    python bench/detection.py tradeoff                 # hit rate vs latency, docs plot
+    python bench/detection.py backends                 # dense read-out: torch vs onnxruntime
+    python bench/detection.py patches                  # patch top-1 inside objects
 
 ``accuracy``: ``SyntheticWorld.scene`` frames (640x480, 3 objects of different classes at
 known boxes, a random stream no training run drew from); every object in turn is prompted
@@ -37,8 +40,8 @@ from tqdm import tqdm  # noqa: E402
 
 from imagebind_ros import preprocess as pp  # noqa: E402
 from imagebind_ros.detection import (DetectorConfig, Prompt, RegionDetector,  # noqa: E402
-                                     Trial, draw_detections, evaluate_synthetic, heatmap,
-                                     pyramid)
+                                     Trial, dense_tensor, draw_detections,
+                                     evaluate_synthetic, heatmap, pyramid)
 from common import single_encoder_model, time_calls  # noqa: E402  (bench/common.py)
 from imagebind_ros.model import ImageBindModel, create_model  # noqa: E402
 from imagebind_ros.model.dense import DENSE_VARIANTS, DenseVisionEncoder  # noqa: E402
@@ -272,6 +275,153 @@ def example(model: ImageBindModel, world: SyntheticWorld, seed: int, out: str) -
     print(f"wrote {out} (classes {', '.join(world.classes[c] for c in ids)})")
 
 
+def tradeoff(args: argparse.Namespace) -> None:
+    """Hit rate against per-frame latency for one checkpoint: every dense (variant, size)
+    with the scoring the ``dense`` run's tuning stream preferred for it, held out on
+    ``--seed``, and the window method's default (hit rate from the ``accuracy`` JSON);
+    latency = the detector's whole frame (one prompt), measured here in the same run."""
+    torch.set_num_threads(args.threads)
+    model = create_model(checkpoint=args.checkpoint)
+    world = SyntheticWorld()
+    makers = prompt_makers(model, world)
+    vision = encoder(model, "vision")
+    tuned = json.loads(Path(args.dense_json).read_text())["tuning"]["mean_hit"]
+    windows = json.loads(Path(args.windows_json).read_text())["hit_rate"]
+    frame = world.scene([0, 1, 2], np.random.default_rng(0)).image  # 640x480
+    prompt = Prompt("x", "text", makers["text"](0, np.random.default_rng(0)))
+    default = next(iter(VARIANTS))
+    det = RegionDetector(vision, model.config.vision, DetectorConfig())
+    t = time_calls(lambda: det(frame, [prompt]), batch=1, repeats=args.repeats)
+    rows = [{"label": args.label, "method": "windows", "latency_s": t.p50,
+             "audio": windows[f"{default} | audio"]["all"],
+             "text": windows[f"{default} | text"]["all"]}]
+    for key in sorted({k.rsplit(" | ", 1)[0] for k in tuned}):
+        best = max((k for k in tuned if k.startswith(key + " | ")), key=tuned.get)
+        variant, size, scoring = best.split(" | ")
+        thr, bg, grab = (float(v) for v in scoring.replace("thr ", "").replace(
+            " bg ", " ").replace(" grabcut ", " ").split())
+        cfg = DetectorConfig(method="dense", dense_sizes=(int(size),), map_threshold=thr,
+                             background=bg, refine_iterations=int(grab))
+        det = RegionDetector(vision, model.config.vision, cfg, dense_encoder(model, variant))
+        r = rates(evaluate_synthetic(det, world, makers, args.scenes, seed=args.seed),
+                  "class_name")
+        t = time_calls(lambda: det(frame, [prompt]), batch=1, repeats=args.repeats)
+        rows.append({"label": args.label, "method": f"dense {variant} {size}px",
+                     "scoring": scoring,
+                     "latency_s": t.p50, "audio": r[" | audio"]["all"],
+                     "text": r[" | text"]["all"]})
+        print(rows[-1], flush=True)
+    print(f"held-out seed {args.seed}, {args.scenes} scenes; threads {args.threads}, load "
+          f"{os.getloadavg()[0]:.1f}\n| method | scoring (tuned) | frame latency ms | audio | "
+          "text |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r.get('scoring', 'default')} | {r['latency_s'] * 1e3:.0f} | "
+              f"{r['audio']:.2f} | {r['text']:.2f} |")
+    Path(args.json).write_text(json.dumps({
+        "command": "python bench/detection.py " + " ".join(sys.argv[1:]),
+        "checkpoint": args.checkpoint, "seed": args.seed, "scenes": args.scenes,
+        "rows": rows}, indent=1))
+    for other in args.also:  # earlier runs (another checkpoint) on the same plot
+        rows = json.loads(Path(other).read_text())["rows"] + rows
+    plot_tradeoff(rows, args.plot)
+
+
+def plot_tradeoff(rows: list[dict], out: str) -> None:
+    """Hit rate vs latency; colour = model (``label``), marker = method or dense variant,
+    dense points annotated with their input size."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    labels = list(dict.fromkeys(r.get("label", "") for r in rows))
+    markers = {"windows": "s", "maskclip": "o", "naclip": "^"}
+    seen = set()
+    for r in rows:
+        hit, ms = (r["audio"] + r["text"]) / 2, r["latency_s"] * 1e3
+        kind = r["method"].split()[1] if r["method"].startswith("dense") else "windows"
+        name = f"{r.get('label', '')}: {'dense ' if kind != 'windows' else ''}{kind}"
+        ax.scatter(ms, hit, marker=markers.get(kind, "x"), s=50,
+                   color=f"C{labels.index(r.get('label', ''))}",
+                   label=None if name in seen else name)
+        seen.add(name)
+        if kind != "windows":
+            ax.annotate(r["method"].split()[2], (ms, hit), fontsize=7, xytext=(4, -3),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("per-frame latency, ms (640x480, one prompt, 1 thread; log scale)")
+    ax.set_ylabel("held-out hit rate (mean of sounds, captions)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center right")
+    ax.set_title("prompted detection on the demo model: dense (size = input short side) "
+                 "vs windows", fontsize=9)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
+def patches(args: argparse.Namespace) -> None:
+    """Patch-level alignment of the dense read-out: on two-object scenes of a stream no run
+    tunes on, the share of patches inside an object's box whose nearest class caption is
+    that object's class (8 classes: chance 0.125)."""
+    torch.set_num_threads(args.threads)
+    world = SyntheticWorld()
+    for ckpt in args.checkpoints:
+        model = create_model(checkpoint=ckpt)
+        text = encoder(model, "text")(pp.tokenize(
+            [f"a photo of a {c}" for c in world.classes], model.config.text))
+        for variant in args.variants:
+            run = dense_encoder(model, variant)
+            for size in args.sizes:
+                ok = n = 0
+                for g in np.random.default_rng([world.seed, 0xDA7C, args.seed]).spawn(
+                        args.scenes):
+                    scene = world.scene([int(c) for c in g.choice(world.num_classes, 2,
+                                                                 replace=False)], g)
+                    x, _ = dense_tensor(scene.image, size, model.config.vision)
+                    pred = (run(x)[0] @ text.T).argmax(-1)
+                    gh, gw = pred.shape
+                    h, w = scene.image.shape[:2]
+                    cy, cx = (np.arange(gh) + 0.5) * h / gh, (np.arange(gw) + 0.5) * w / gw
+                    for (x0, y0, x1, y1), c in zip(scene.boxes, scene.class_ids):
+                        inside = ((cy[:, None] >= y0) & (cy[:, None] < y1)
+                                  & (cx[None] >= x0) & (cx[None] < x1))
+                        ok += int((pred[inside] == c).sum())
+                        n += int(inside.sum())
+                print(f"| {Path(ckpt).parent.name}/{Path(ckpt).name} | {variant} | {size} px | "
+                      f"{ok / n:.2f} | {n} |", flush=True)
+
+
+def backends(args: argparse.Namespace) -> None:
+    """The dense read-out alone (one 640x480 frame's forward) on the torch backend and on
+    ONNX Runtime over a fresh ``export --dense`` of the same checkpoint, in the same run."""
+    import tempfile
+
+    from imagebind_ros.inference.export import export_onnx
+    from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from imagebind_ros.inference.torch_backend import TorchBackend
+
+    torch.set_num_threads(args.threads)
+    model = create_model(checkpoint=args.checkpoint)
+    frame = SyntheticWorld().scene([0, 1, 2], np.random.default_rng(0)).image  # 640x480
+    with tempfile.TemporaryDirectory() as out:
+        export_onnx(model, ["vision"], out, progress=False, dense=[args.variant])
+        runs = {"torch": TorchBackend(model, modalities=["vision"]),
+                "onnxruntime": OnnxRuntimeBackend(out, threads=args.threads)}
+        print(f"threads={args.threads} load={os.getloadavg()[0]:.1f} variant={args.variant}\n"
+              "| short side | patches | torch ms | onnxruntime ms | ort / torch |\n"
+              "|---|---|---|---|---|")
+        for size in args.sizes:
+            x, _ = dense_tensor(frame, size, model.config.vision)
+            t = {k: time_calls(lambda b=b: b.encode_dense(x, args.variant), batch=1,
+                               repeats=args.repeats).p50 for k, b in runs.items()}
+            n = x.shape[2] * x.shape[3] // model.config.vision.kernel_size[1] ** 2
+            print(f"| {size} px | {n} | {t['torch'] * 1e3:.2f} | {t['onnxruntime'] * 1e3:.2f} "
+                  f"| {t['onnxruntime'] / t['torch']:.2f} |", flush=True)
+
+
 def num(x: float) -> str:
     """Three significant digits, never in exponent form."""
     return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
@@ -344,10 +494,37 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--variant", default="maskclip", choices=DENSE_VARIANTS)
     s.add_argument("--demo-sizes", nargs="+", type=int, default=[64, 128])
     s.add_argument("--huge-sizes", nargs="+", type=int, default=[224])
-    for q in (a, d, s):
+    t = sub.add_parser("tradeoff", help="hit rate vs frame latency, dense and windows")
+    t.add_argument("--checkpoint", default=str(DEMO))
+    t.add_argument("--scenes", type=int, default=50)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--repeats", type=int, default=5)
+    t.add_argument("--dense-json", default=str(ROOT / "docs" / "bench" /
+                                               "detection_dense.json"))
+    t.add_argument("--windows-json", default=str(ROOT / "docs" / "bench" /
+                                                 "detection_accuracy.json"))
+    t.add_argument("--json", default=str(ROOT / "docs" / "bench" / "detection_tradeoff.json"))
+    t.add_argument("--plot", default=str(ROOT / "docs" / "img" / "detection_tradeoff.png"))
+    t.add_argument("--label", default="demo model", help="this checkpoint in the plot")
+    t.add_argument("--also", nargs="*", default=[], help="tradeoff JSONs of other runs to "
+                   "plot alongside")
+    b = sub.add_parser("backends", help="dense read-out latency: torch vs ONNX Runtime")
+    b.add_argument("--checkpoint", default=str(DEMO))
+    b.add_argument("--variant", default="maskclip", choices=DENSE_VARIANTS)
+    b.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 192])
+    b.add_argument("--repeats", type=int, default=20)
+    c = sub.add_parser("patches", help="patch top-1 of the dense read-out inside objects")
+    c.add_argument("--checkpoints", nargs="+", default=[str(DEMO)])
+    c.add_argument("--variants", nargs="+", default=["plain", "maskclip", "naclip"],
+                   choices=DENSE_VARIANTS)
+    c.add_argument("--sizes", nargs="+", type=int, default=[64, 128])
+    c.add_argument("--scenes", type=int, default=15)
+    c.add_argument("--seed", type=int, default=0)
+    for q in (a, d, s, t, b, c):
         q.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
-    {"accuracy": accuracy, "dense": dense, "speed": speed}[args.command](args)
+    {"accuracy": accuracy, "dense": dense, "speed": speed, "tradeoff": tradeoff,
+     "backends": backends, "patches": patches}[args.command](args)
 
 
 if __name__ == "__main__":

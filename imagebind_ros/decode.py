@@ -851,6 +851,16 @@ def decode_audio_stamped(msg: Any, expect_rate: int | None = None,
     return Sound(_scaled(x, offset, scale, ch), rate)
 
 
+# The audio message types ``decode_audio`` reads, by ROS type name (a node's
+# ``audio.msg_type``, the bag dataset's audio topic); ros-drivers' AudioData and
+# AudioDataStamped carry bytes only and are read as its AUDIO_INFO messages say.
+AUDIO_CHUNK = "imagebind_ros/msg/AudioChunk"
+AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
+NEEDS_AUDIO_INFO = ("audio_common_msgs/msg/AudioDataStamped", "audio_common_msgs/msg/AudioData")
+AUDIO_MSG_TYPES = (AUDIO_CHUNK, "audio_common_msgs/msg/AudioStamped",  # mgonzs13
+                   *NEEDS_AUDIO_INFO)  # ros-drivers (AudioData: unstamped)
+
+
 def decode_audio(msg: Any, info: AudioInfo | None = None, expect_rate: int | None = None,
                  expect_channels: int | None = None) -> Sound:
     """Any audio message we take, told apart by its fields: our ``AudioChunk``,

@@ -66,6 +66,11 @@ class SharedModel:
         with self.lock:
             return self.backend.encode(modality, batch)
 
+    def encode_dense(self, frame: np.ndarray, variant: str) -> np.ndarray:
+        """Unit-norm (1, H/p, W/p, D) patch embeddings of a normalised frame (serialised)."""
+        with self.lock:
+            return self.backend.encode_dense(frame, variant)
+
     def describe(self) -> str:
         return f"{self.model_id} on {self.backend.describe()}"
 

@@ -480,5 +480,5 @@ def test_rosbag_pairs_frames_and_windows_by_timestamp(tmp_path: Path, tf: Transf
         want.astype(np.float32), SR, tf.config.modality("audio")))
     with pytest.raises(ValueError, match="no topic"):
         build_pair_dataset({**base, "x_topic": "/nope"}, "imu", tf)
-    with pytest.raises(ValueError, match="needs sensor_msgs/msg/Imu"):
+    with pytest.raises(ValueError, match="must be sensor_msgs/msg/Imu"):
         build_pair_dataset({**base, "x_topic": "/thermal"}, "imu", tf)

@@ -153,16 +153,65 @@ def normalise(img: np.ndarray, vision) -> torch.Tensor:  # noqa: ANN001
     return ((torch.from_numpy(img).permute(2, 0, 1).float() / 255 - mean) / std)[None]
 
 
-def test_dense_onnx_matches_torch(tmp_path: Path) -> None:
-    onnxruntime = pytest.importorskip("onnxruntime")
-    from imagebind_ros.inference.export import export_dense_onnx
+@pytest.fixture(scope="module")
+def dense_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    """tiny's vision encoder exported with two dense graphs (one tracing each)."""
+    pytest.importorskip("onnxruntime")
+    from imagebind_ros.inference.export import export_onnx
 
     model = tiny()
-    path = export_dense_onnx(model, tmp_path / "dense.onnx", "maskclip", (224, 280))
-    x = torch.randn(1, 3, 224, 280)
-    with torch.no_grad():
-        want = DenseVisionEncoder(model, "maskclip")(x).numpy()
-    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"vision": x.numpy()})[0]
-    assert got.shape == (1, 16, 20, 16)
-    np.testing.assert_allclose(got, want, atol=1e-4)
+    out = tmp_path_factory.mktemp("dense_onnx")
+    export_onnx(model, ["vision"], out, progress=False, verify=False,
+                dense=["maskclip", "naclip"])
+    return model, out
+
+
+@pytest.mark.parametrize("variant", ["maskclip", "naclip"])
+def test_onnxruntime_backend_runs_the_dense_graph_like_torch(dense_export: tuple,
+                                                             variant: str) -> None:
+    """The ONNX Runtime backend loads the manifest's dense graph and gives torch's patch
+    embeddings at sizes the export never traced (the graph resizes the position
+    embedding itself)."""
+    from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+
+    model, out = dense_export
+    ort = OnnxRuntimeBackend(out, threads=1)
+    assert ort.dense_variants == ("maskclip", "naclip")
+    enc = DenseVisionEncoder(model, variant).eval()
+    for hw in ((224, 224), (112, 336), (476, 644)):
+        x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(hw[1]))
+        with torch.no_grad():
+            want = enc(x).numpy()
+        got = ort.encode_dense(x.numpy(), variant)
+        assert got.shape == (1, hw[0] // 14, hw[1] // 14, model.config.out_embed_dim)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_dense_graph_refusals(dense_export: tuple, tmp_path: Path) -> None:
+    """A variant that was not exported, a frame off the patch grid and a tampered dense
+    entry each get one clear error."""
+    import json
+    import shutil
+
+    from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from imagebind_ros.inference.base import BackendUnavailable
+    from imagebind_ros.inference.manifest import ManifestError
+
+    _, out = dense_export
+    ort = OnnxRuntimeBackend(out, threads=1)
+    with pytest.raises(BackendUnavailable, match="no dense vision output 'sclip'.*maskclip"):
+        ort.encode_dense(np.zeros((1, 3, 224, 224), np.float32), "sclip")
+    with pytest.raises(ValueError, match="multiples of 14"):
+        ort.encode_dense(np.zeros((1, 3, 224, 230), np.float32), "maskclip")
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    text = (bad / "manifest.json").read_text()
+    doc = json.loads(text)
+    doc["dense"]["maskclip"]["output_shape"][-1] = 7
+    (bad / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match="dense entry 'maskclip'"):
+        OnnxRuntimeBackend(bad)
+    (bad / "manifest.json").write_text(text)
+    (bad / "vision_dense_naclip.onnx").write_bytes(b"x")
+    with pytest.raises(ManifestError, match="vision_dense_naclip.onnx has 1 bytes"):
+        OnnxRuntimeBackend(bad, verify=False)

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,27 +134,34 @@ def encode(model: Any, modality: str, x: Any) -> np.ndarray:
         return model.encode(modality, torch.as_tensor(np.asarray(x))).numpy()
 
 
+@contextmanager
+def node_graph(sets: list[str], ready: Sequence[str]) -> Iterator[tuple[NodeProcess, Harness]]:
+    """An ``imagebind-ros run`` child with these ``--set``s and a harness, once every
+    ``ready`` line was logged and the camera is subscribed; both stopped afterwards."""
+    child = run_process([a for s in sets for a in ("--set", s)] + ["--executor", "single"])
+    rclpy.init()
+    harness = Harness()
+    try:
+        wait_for(lambda: all(any(r in ln for ln in child.lines) for r in ready)
+                 or child.proc.poll() is not None, 120, "the nodes to start")
+        assert child.proc.poll() is None, "\n".join(child.lines)
+        wait_for(lambda: harness.camera.get_subscription_count() > 0, 30, "camera sub")
+        yield child, harness
+    finally:
+        harness.close()
+        rclpy.shutdown()
+        child.stop(signal.SIGINT, 30)
+
+
 @pytest.fixture(scope="module")
 def graph(checkpoint: Path) -> Any:
     sets = ["use_encoder:=false", "use_detector:=true", "use_memory:=true",
             f"checkpoint:={checkpoint}", "detector_node.max_rate_hz:=0.0",
             "memory_node.capacity:=20", "threads:=1"]
     sets += [f"detector_node.{k}:={v}" for k, v in DETECTOR.items()]
-    child = run_process([a for s in sets for a in ("--set", s)] + ["--executor", "single"])
-    rclpy.init()
-    harness = Harness()
-    try:
-        wait_for(lambda: (any("remembering" in ln for ln in child.lines)
-                          and any("detecting in" in ln for ln in child.lines))
-                 or child.proc.poll() is not None, 120, "the nodes to start")
-        assert child.proc.poll() is None, "\n".join(child.lines)
-        wait_for(lambda: harness.camera.get_subscription_count() > 0, 30, "camera sub")
+    with node_graph(sets, ("remembering", "detecting in")) as (child, harness):
         wait_for(lambda: harness.emb["vision"].get_subscription_count() > 0, 30, "memory sub")
         yield child, harness
-    finally:
-        harness.close()
-        rclpy.shutdown()
-        child.stop(signal.SIGINT, 30)
 
 
 def offline_detector(model: Any) -> RegionDetector:

@@ -822,8 +822,8 @@ def test_compressed_camera_topic(checkpoint: Path, offline: Any) -> None:
     from sensor_msgs.msg import CompressedImage
 
     run = InProcess({"checkpoint": str(checkpoint), "modalities": ["vision"],
-                     "vision.compressed": True, "labels": LABELS}, CompressedImage,
-                    "camera/image_raw")
+                     "vision.transport": "compressed", "labels": LABELS}, CompressedImage,
+                    "camera/image_raw/compressed")
     try:
         rgb = scene(5).image
         msg = cv.numpy_to_compressed(rgb, "rgb8", "png", cv.make_header(42 * NS, "cam"))

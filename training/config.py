@@ -80,9 +80,18 @@ DEFAULTS: dict[str, Any] = {
         "every": 0,  # also print a plain log line every N steps (0: never)
     },
     "resume": None,  # latest | path to a training checkpoint
+    # stage hub: patch embeddings of the dense read-out (model/dense.py) trained to name the
+    # class whose object box holds them, else background (training/dense_objective.py);
+    # needs a dataset with object boxes (synthetic). weight 0 = off.
+    "dense": {
+        "weight": 0.0,
+        "variant": "maskclip",
+        "temperature": 0.07,
+        "prompt": "a photo of a {}",
+    },
 }
 
-FIXED_SECTIONS = ("hub", "optim", "cache", "eval", "log")
+FIXED_SECTIONS = ("hub", "optim", "cache", "eval", "log", "dense")
 
 
 def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
@@ -136,6 +145,8 @@ def validate(cfg: dict[str, Any], check_data: bool = True) -> dict[str, Any]:
         bad_t = {m: cfg["temperature"][m] for m in mods if not cfg["temperature"][m] > 0}
         if bad_t:
             raise ValueError(f"temperatures must be positive, got {bad_t}")
+    if float(cfg["dense"]["weight"]) and cfg["stage"] != "hub":
+        raise ValueError("dense.weight trains the hub's patch embeddings: stage hub only")
     if int(cfg["batch_size"]) < 2:
         raise ValueError("batch_size must be at least 2 (contrastive loss needs negatives)")
     if int(cfg["epochs"]) < 1:

@@ -173,12 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     # one thread: on a shared 2-core machine two threads stall each other whenever another
     # job holds a core (measured: 7x slower steps), one thread degrades gracefully
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--hub-set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="override a key of the hub config, e.g. --hub-set dense.weight 1.0")
     args = p.parse_args(argv)
     out, work = Path(args.out), Path(args.work)
     t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
     common = ["--log.tensorboard", "false", "--threads", str(args.threads)]
-    run(["--config", str(HUB_CONFIG), "--out_dir", str(work / "hub"), *common])
+    hub_sets = [a for key, value in args.hub_set for a in (f"--{key}", value)]
+    run(["--config", str(HUB_CONFIG), "--out_dir", str(work / "hub"), *common, *hub_sets])
     run(["--config", str(SPOKES_CONFIG), "--out_dir", str(work / "spokes"),
          "--hub.path", str(work / "hub" / "model.pt"), *common])
     out.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,8 @@ from imagebind_ros import modalities
 from imagebind_ros.modalities import ImuSamples
 from imagebind_ros.synthetic import BACKGROUND_CAPTIONS, SyntheticWorld, thermal_to_mono16
 
-from .augment import crop, frequency_mask, hflip, partial_crop_box, random_crop_box, view_rng
+from .augment import (CropBox, crop, frequency_mask, hflip, partial_crop_box, random_crop_box,
+                      view_rng)
 from .data import (
     EvalSet,
     PairDataset,
@@ -52,6 +53,7 @@ from .data import (
     register_pair_dataset,
     stable_seed,
 )
+from .dense_objective import view_box
 
 SPEC_KEYS = {"kind", "n", "seed", "split", "classes", "world_seed", "image_size", "views",
              "modalities", "crop", "freq_mask", "background", "parts", "part_crop",
@@ -115,6 +117,8 @@ class SyntheticPairs(PairDataset):
         n = int(spec["n"])
         samples = self.world.dataset(n, self.split, self.seed, ("vision", modality))
         self.images = [s.image for s in samples]
+        self.classnames = list(self.world.classes)
+        self.class_ids = [s.class_id for s in samples]
         h, w = self.world.image_hw
         self.boxes: list[np.ndarray | None] = [
             s.box / np.array([w, h, w, h], np.float64) for s in samples]
@@ -138,6 +142,7 @@ class SyntheticPairs(PairDataset):
             self.images.append(self.world.background(g_img, ("vision",)).image)
             captions.append(self.world.background_caption(g_cap))
             self.boxes.append(None)  # no object to keep whole: any crop is background
+            self.class_ids.append(-1)
         self.spatial = modalities.spec(modality).pixels is not None
         # raw maps are kept only where crops must cut them before preprocessing
         self.raw = ([raw_input(modality, s, self.world) for s in samples]
@@ -167,7 +172,7 @@ class SyntheticPairs(PairDataset):
             out = {self.modality: x}
             if image:
                 out["vision"] = self.transforms.image(img)
-            return out
+            return self._with_object(out, index, None, False)
         flip = view % 2 == 1
         rng = view_rng(self.seed, index, view)
         h, w = self.world.image_hw
@@ -193,6 +198,16 @@ class SyntheticPairs(PairDataset):
         if image:
             img = crop(img, box) if box is not None else img
             out["vision"] = self.transforms.image(hflip(img) if flip else img)
+        return self._with_object(out, index, box, flip)
+
+    def _with_object(self, out: dict[str, torch.Tensor], index: int, box: CropBox | None,
+                     flip: bool) -> dict[str, torch.Tensor]:
+        """Text pairs also carry where their object lies in the model input (the hub's
+        dense objective, ``training/dense_objective.py``)."""
+        if self.modality == "text" and "vision" in out:
+            out["object_box"] = torch.tensor(view_box(self.boxes[index], box,
+                                                      self.world.image_hw, flip))
+            out["class_id"] = torch.tensor(self.class_ids[index])
         return out
 
 

@@ -43,8 +43,10 @@ from tqdm import tqdm  # noqa: E402
 
 from imagebind_ros.model import ImageBindModel  # noqa: E402
 from imagebind_ros.model.checkpoint import read_checkpoint  # noqa: E402
+from imagebind_ros.synthetic import BACKGROUND_CAPTIONS  # noqa: E402
 from training import cache as hub_cache  # noqa: E402
 from training.config import load_config  # noqa: E402
+from training.dense_objective import DenseObjective  # noqa: E402
 from training.data import (EpochPlan, PairDataset, Transforms, build_eval_dataset,  # noqa: E402
                            build_pair_dataset, pair_loader, stable_seed)
 from training.eval import evaluate, format_metrics, templates_from  # noqa: E402
@@ -130,6 +132,7 @@ class Trainer:
             raise ValueError(f"batch_size {self.plan.global_batch} is not divisible by the "
                              f"{self.world} processes")
         self.caches = self._build_caches()
+        self.dense = self._dense_objective()
         self._setup_optim()
         self.loss_fn = ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=True,
                                 rank=self.rank, world_size=self.world)
@@ -168,6 +171,20 @@ class Trainer:
         self.autocast_args = {"device_type": self.device.type, "dtype": dtype,
                               "enabled": dtype is not None}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=prec == "fp16")
+
+    def _dense_objective(self) -> DenseObjective | None:
+        dcfg = self.cfg["dense"]
+        if not float(dcfg["weight"]):
+            return None
+        ds = self.datasets["text"]
+        names = getattr(ds, "classnames", None)
+        if names is None:
+            raise ValueError("dense.weight needs text pairs with object boxes (data kind "
+                             "synthetic)")
+        return DenseObjective(self.model, self.transforms.text([dcfg["prompt"].format(n)
+                                                                for n in names]),
+                              self.transforms.text(list(BACKGROUND_CAPTIONS)),
+                              dcfg["variant"], float(dcfg["temperature"]))
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(**self.autocast_args)
@@ -288,8 +305,13 @@ class Trainer:
             with self.autocast():
                 out = self.ddp({"vision": b["vision"].to(dev), "text": b["text"].to(dev)})
             # text comes out as unit * learnable logit scale: scores are scaled cosines
-            return {"text": contrastive_loss(self.loss_fn, F.normalize(out["vision"].float()),
-                                             out["text"].float(), 1.0)}
+            losses = {"text": contrastive_loss(self.loss_fn, F.normalize(out["vision"].float()),
+                                               out["text"].float(), 1.0)}
+            if self.dense is not None:
+                with self.autocast():
+                    losses["dense"] = float(self.cfg["dense"]["weight"]) * self.dense(
+                        b["vision"].to(dev), b["object_box"], b["class_id"])
+            return losses
         anchors = {m: self._anchor(m, batches[m]) for m in self.mods}
         with self.autocast():
             out = self.ddp({m: batches[m][m].to(dev, non_blocking=True) for m in self.mods})
@@ -313,13 +335,13 @@ class Trainer:
 
     def _sync(self, losses: dict[str, torch.Tensor]) -> tuple[dict[str, float], bool]:
         """Global mean losses and whether any process was asked to stop (one all-reduce)."""
-        v = torch.stack([losses[m].detach().float() for m in self.mods]
+        v = torch.stack([t.detach().float() for t in losses.values()]
                         + [torch.tensor(float(self._stop), device=self.device)])
         if self.world > 1:
             dist.all_reduce(v)
             v[:-1] /= self.world
         vals = v.tolist()
-        return dict(zip(self.mods, vals[:-1])), vals[-1] > 0
+        return dict(zip(losses, vals[:-1])), vals[-1] > 0
 
     def loaders(self, epoch: int, start: int) -> dict[str, Any]:
         """Per modality, an iterator over this rank's batches from ``start`` to epoch end

@@ -120,6 +120,29 @@ class Backend(ABC):
                                      f"embeddings for {modality} (reduced-precision overflow?)")
         return out / norms
 
+    @property
+    def dense_variants(self) -> tuple[str, ...]:
+        """Last-block readings (``model.dense``) whose patch embeddings this backend runs."""
+        return ()
+
+    def encode_dense(self, frame: np.ndarray | torch.Tensor, variant: str) -> np.ndarray:
+        """A normalised (1, 3, H, W) frame -> float32 (1, H/p, W/p, D) unit-norm patch
+        embeddings (``model.dense.DenseVisionEncoder``); H and W multiples of the patch."""
+        if variant not in self.dense_variants:
+            has = ", ".join(self.dense_variants) or "none; an ONNX export needs --dense VARIANT"
+            raise BackendUnavailable(f"{self.describe()} has no dense vision output "
+                                     f"{variant!r} (has: {has})")
+        x = np.ascontiguousarray(np.asarray(frame, np.float32))
+        p = self.config.modality("vision").kernel_size[1]  # type: ignore[union-attr]
+        if x.ndim != 4 or x.shape[:2] != (1, 3) or x.shape[2] % p or x.shape[3] % p:
+            raise ValueError(f"dense input must be (1, 3, H, W) with H, W multiples of {p}, "
+                             f"got {x.shape}")
+        out = np.asarray(self._run_dense(x, variant), np.float32)
+        return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+
+    def _run_dense(self, x: np.ndarray, variant: str) -> np.ndarray:
+        raise NotImplementedError  # only reached for variants a subclass lists
+
     def warmup(self, batch: int = 1) -> None:
         """Run every modality once, so first-call costs (allocation, autotuning) happen now."""
         gen = torch.Generator().manual_seed(0)

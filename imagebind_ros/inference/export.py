@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 OPSET = 18
 # Not "embedding": torch 2.11's exporter names aten.embedding's output that (text encoder).
 OUTPUT_NAME = "unit_embedding"
+DENSE_OUTPUT = "patch_embeddings"  # the dense vision graph's (1, H/p, W/p, D) output
 
 
 class ExportError(RuntimeError):
@@ -163,8 +164,12 @@ def export_onnx(model: ImageBindModel, modalities: Iterable[str] | None,
                 out_dir: str | os.PathLike[str], fp16: bool = False,
                 checkpoint_path: str | os.PathLike[str] | None = None, progress: bool = True,
                 opset: int = OPSET, external_data: bool | None = None,
-                verify: bool = True) -> Path:
+                verify: bool = True, dense: Sequence[str] = ()) -> Path:
     """Export encoders to ``out_dir/<modality>.onnx`` and write ``manifest.json``; return it.
+
+    ``dense``: last-block variants (``model.dense.DENSE_VARIANTS``) whose dense vision graph
+    is written too, as ``vision_dense_<variant>.onnx`` (float32 whatever ``fp16`` says;
+    always checked against torch), for ``method: dense`` detection on ONNX Runtime.
 
     ``modalities=None`` exports every encoder of the model. ``fp16`` converts each exported
     graph to float16 weights and arithmetic (float32 in and out; LayerNorm and the final
@@ -199,9 +204,13 @@ def export_onnx(model: ImageBindModel, modalities: Iterable[str] | None,
                 path, entry, x, expected, tol=2e-2 if fp16 else 1e-4)
         encoders[m] = entry
         log.info("exported %s -> %s", m, path)
+    if dense and "vision" not in mods:
+        raise ValueError("dense graphs read the vision encoder: export vision too")
+    dense_entries = {v: export_dense_onnx(model, out / f"vision_dense_{v}.onnx", v, opset)
+                     for v in tqdm(dense, desc="dense", disable=not progress)}
     manifest = Manifest(directory=out, config=model.config, encoders=encoders, opset=opset,
                         precision="fp16" if fp16 else "fp32", checkpoint=ckpt,
-                        versions=_versions())
+                        versions=_versions(), dense=dense_entries)
     return manifest.write()
 
 
@@ -235,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "for GPUs and TensorRT FP16 engines")
     prec.add_argument("--int8", action="store_true", help="also write dynamic-int8 variants "
                       "(ONNX Runtime on CPU) to OUT/derived now, not on first use")
+    p.add_argument("--dense", default="", help="comma-separated dense vision graphs to add "
+                   "(maskclip, naclip, ...: the detector's method dense on ONNX Runtime)")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     p.add_argument("--external-data", choices=("auto", "always", "never"), default="auto",
                    help="weights in <file>.data: auto = above 1 GiB (ViT-H vision)")
@@ -272,7 +283,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     external = {"auto": None, "always": True, "never": False}[args.external_data]
     path = export_onnx(model, mods, args.out, fp16=args.fp16,
                        checkpoint_path=args.checkpoint, progress=not args.quiet,
-                       opset=args.opset, external_data=external, verify=args.verify)
+                       opset=args.opset, external_data=external, verify=args.verify,
+                       dense=[v.strip() for v in args.dense.split(",") if v.strip()])
     manifest = load_manifest(path, verify=False)  # just written and hashed
     del model
     if args.int8:
@@ -283,6 +295,8 @@ def _run_cli(args: argparse.Namespace) -> int:
         diff = "" if e.max_abs_diff is None else f", max |ONNX - torch| {e.max_abs_diff:.1e}"
         extra = f" + {e.external_data}" if e.external_data else ""
         print(f"{m}: {e.file}{extra} ({_human_bytes(total)}, input {e.input_shape}{diff})")
+    for v, e in manifest.dense.items():
+        print(f"dense {v}: {e.file} (max |ONNX - torch| {e.max_abs_diff:.1e})")
     int8 = " and int8 variants in derived/" if args.int8 else ""
     print(f"wrote {manifest.precision} export of {manifest.config.name}{int8} to "
           f"{manifest.directory} (manifest {path.name})")
@@ -290,32 +304,41 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def export_dense_onnx(model: ImageBindModel, path: str | os.PathLike[str],
-                      variant: str = "maskclip", hw: tuple[int, int] | None = None,
-                      opset: int = OPSET) -> Path:
+                      variant: str = "maskclip", opset: int = OPSET,
+                      tol: float = 1e-4) -> EncoderEntry:
     """The dense vision output (``DenseVisionEncoder``) as a second graph: one (1, 3, H, W)
-    frame of a fixed size ``hw`` (default: the training size; the resized position embedding is a
-    constant of the graph) -> (1, H/p, W/p, D) unit-norm patch embeddings. Checked against
-    torch with ONNX Runtime."""
+    frame, H and W any multiples of the patch size (the position embedding is resized
+    inside the graph) -> (1, H/p, W/p, D) unit-norm patch embeddings. Checked against torch
+    with ONNX Runtime at two sizes; returns its manifest entry (hashed)."""
     from ..model.dense import DenseVisionEncoder
 
     enc = DenseVisionEncoder(single_modality_model(model, "vision"), variant).eval()
-    side = model.config.vision.image_size
-    h, w = hw or (side, side)
-    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        expected = enc(x)
+    p, side = enc.patch, model.config.vision.image_size
+    gen = torch.Generator().manual_seed(0)
+    # traced on a grid whose rows and columns both differ from the training grid and from
+    # each other: a side equal to the training one would be specialised into the graph
+    x = torch.randn(1, 3, side + p, side + 3 * p, generator=gen)
+    rows, cols = torch.export.Dim("rows", min=1, max=1024), torch.export.Dim("cols", min=1,
+                                                                             max=1024)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             enc, (x,), dynamo=True, opset_version=opset, input_names=["vision"],
-            output_names=["patch_embeddings"], optimize=True, verbose=False)
+            output_names=[DENSE_OUTPUT], dynamic_shapes=({2: p * rows, 3: p * cols},),
+            optimize=True, verbose=False)
     if program is None:
         raise ExportError("torch.onnx.export returned nothing for the dense vision output")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
     program.save(str(path), external_data=module_bytes(enc) > EXTERNAL_DATA_BYTES)
-    entry = EncoderEntry(file=path.name, sha256="", size=0, input_name="vision",
-                         input_shape=[1, 3, h, w], input_dtype="float32",
-                         output_name="patch_embeddings", output_shape=[*expected.shape])
-    _check_with_onnxruntime(path, entry, x, expected, 1e-4)
-    return path
+    del program
+    entry = _hash_files(path, EncoderEntry(
+        file=path.name, sha256="", size=0, input_name="vision", input_shape=[1, 3, "h", "w"],
+        input_dtype="float32", output_name=DENSE_OUTPUT,
+        output_shape=[1, "rows", "cols", model.config.out_embed_dim]))
+    other = torch.randn(1, 3, side - p, side, generator=gen)  # not the traced size
+    with torch.inference_mode():
+        entry.max_abs_diff = max(_check_with_onnxruntime(path, entry, t, enc(t), tol)
+                                 for t in (x, other))
+    return entry

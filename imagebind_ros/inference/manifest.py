@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,8 @@ class Manifest:
     precision: str
     checkpoint: dict[str, Any] | None
     versions: dict[str, str]
+    # dense vision graphs (``export_dense_onnx``), by last-block variant
+    dense: dict[str, EncoderEntry] = field(default_factory=dict)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -116,8 +118,16 @@ class Manifest:
              "checkpoint": self.checkpoint, "versions": self.versions,
              "preprocessing": {m: preprocessing_constants(self.config, m)
                                for m in self.encoders},
-             "encoders": {m: dataclasses.asdict(e) for m, e in self.encoders.items()}}
+             "encoders": {m: dataclasses.asdict(e) for m, e in self.encoders.items()},
+             "dense": {v: dataclasses.asdict(e) for v, e in self.dense.items()}}
         return json.loads(json.dumps(d))
+
+    def dense_entry(self, variant: str) -> EncoderEntry:
+        if variant not in self.dense:
+            raise KeyError(f"no dense vision graph {variant!r} in {self.directory} (has: "
+                           f"{', '.join(self.dense) or 'none'}; export with --dense "
+                           f"{variant})")
+        return self.dense[variant]
 
     def write(self) -> Path:
         """Write ``manifest.json`` atomically next to the ONNX files."""
@@ -149,21 +159,41 @@ def load_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest
                             f"(format {fmt!r}, expected {MANIFEST_FORMAT!r})")
     try:
         config = ImageBindConfig.from_dict(d["config"])
-        fields = {f.name for f in dataclasses.fields(EncoderEntry)}
-        encoders = {}
-        for m, e in d["encoders"].items():
-            unknown = set(e) - fields
-            if unknown:
-                raise ValueError(f"encoder {m!r} has unknown fields {sorted(unknown)}")
-            encoders[m] = EncoderEntry(**e)
-        manifest = Manifest(directory=mpath.parent, config=config, encoders=encoders,
-                            opset=int(d["opset"]), precision=str(d["precision"]),
-                            checkpoint=d.get("checkpoint"), versions=dict(d["versions"]))
+        manifest = Manifest(directory=mpath.parent, config=config,
+                            encoders=_entries(d["encoders"]), opset=int(d["opset"]),
+                            precision=str(d["precision"]), checkpoint=d.get("checkpoint"),
+                            versions=dict(d["versions"]), dense=_entries(d.get("dense", {})))
     except (KeyError, TypeError, ValueError) as e:
         raise ManifestError(f"{mpath} is malformed: {type(e).__name__}: {e}") from None
     for m, e in manifest.encoders.items():
         _check_entry(manifest, m, e, verify)
+    for v, e in manifest.dense.items():
+        _check_dense_entry(manifest, v, e, verify)
     return manifest
+
+
+def _entries(d: dict[str, Any]) -> dict[str, EncoderEntry]:
+    fields = {f.name for f in dataclasses.fields(EncoderEntry)}
+    out = {}
+    for m, e in d.items():
+        unknown = set(e) - fields
+        if unknown:
+            raise ValueError(f"encoder {m!r} has unknown fields {sorted(unknown)}")
+        out[m] = EncoderEntry(**e)
+    return out
+
+
+def _check_dense_entry(manifest: Manifest, variant: str, e: EncoderEntry, verify: bool
+                       ) -> None:
+    """A dense graph takes one (1, 3, H, W) frame and gives (1, H/p, W/p, D)."""
+    dim = manifest.config.out_embed_dim
+    if ("vision" not in manifest.config.modalities or len(e.input_shape) != 4
+            or e.input_shape[:2] != [1, 3] or len(e.output_shape) != 4
+            or e.output_shape[0] != 1 or e.output_shape[-1] != dim):
+        raise ManifestError(f"manifest dense entry {variant!r} says input {e.input_shape} -> "
+                            f"output {e.output_shape}, not (1, 3, H, W) -> (1, H/p, W/p, {dim})"
+                            " of a vision model: edited or from another export")
+    _check_files(manifest, e, verify)
 
 
 def _check_entry(manifest: Manifest, modality: str, e: EncoderEntry, verify: bool) -> None:
@@ -178,6 +208,11 @@ def _check_entry(manifest: Manifest, modality: str, e: EncoderEntry, verify: boo
             f"manifest entry {modality!r} says input {e.input_shape} -> output "
             f"{e.output_shape}, but its config implies {want_in} -> {want_out}: the "
             "manifest was edited or belongs to another export")
+    _check_files(manifest, e, verify)
+
+
+def _check_files(manifest: Manifest, e: EncoderEntry, verify: bool) -> None:
+    """Every file of the entry is there, of its size and (with ``verify``) its sha256."""
     for name, sha, size in e.files:
         f = manifest.directory / name
         if not f.is_file():

@@ -52,7 +52,7 @@ class OnnxRuntimeBackend(Backend):
                              f"only as {manifest.precision} (export fp32 for {precision})")
         super().__init__(manifest.config, mods, precision, max_batch)
         self.manifest = manifest
-        opts = ort.SessionOptions()
+        self._opts = opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
@@ -62,15 +62,21 @@ class OnnxRuntimeBackend(Backend):
         self._providers = list(providers) if providers is not None else onnxruntime_providers()
         self.sessions: dict[str, Any] = {}
         for m in mods:
-            path = self._model_path(m, cache_dir)
-            try:
-                sess = ort.InferenceSession(str(path), opts, providers=self._providers)
-            except Exception as e:  # onnxruntime raises its own unrelated exception types
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise ManifestError(f"ONNX Runtime cannot load {path}: "
-                                    f"{type(e).__name__}: {first}") from None
-            check_io(sess, manifest.entry(m), path)
-            self.sessions[m] = sess
+            self.sessions[m] = self._session(self._model_path(m, cache_dir), manifest.entry(m))
+        # made on first use: a dense graph holds a second copy of the vision weights
+        self._dense_sessions: dict[str, Any] = {}
+
+    def _session(self, path: Path, entry: EncoderEntry) -> Any:
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), self._opts, providers=self._providers)
+        except Exception as e:  # onnxruntime raises its own unrelated exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ManifestError(f"ONNX Runtime cannot load {path}: "
+                                f"{type(e).__name__}: {first}") from None
+        check_io(sess, entry, path)
+        return sess
 
     def _model_path(self, modality: str, cache_dir: str | os.PathLike[str] | None) -> Path:
         if self.precision == self.manifest.precision:
@@ -87,16 +93,34 @@ class OnnxRuntimeBackend(Backend):
         prov = ",".join(p.replace("ExecutionProvider", "") for p in self.providers)
         return f"onnxruntime[{prov}] {self.precision} ({', '.join(self.modalities)})"
 
+    @property
+    def dense_variants(self) -> tuple[str, ...]:
+        return tuple(self.manifest.dense) if "vision" in self.modalities else ()
+
     def _run(self, modality: str, x: np.ndarray) -> np.ndarray:
         entry = self.manifest.entry(modality)
         return self.sessions[modality].run([entry.output_name], {entry.input_name: x})[0]
+
+    def _run_dense(self, x: np.ndarray, variant: str) -> np.ndarray:
+        """The float32 dense graph whatever ``precision`` (only fp32 dense graphs exist)."""
+        entry = self.manifest.dense_entry(variant)
+        if variant not in self._dense_sessions:
+            self._dense_sessions[variant] = self._session(self.manifest.directory / entry.file,
+                                                          entry)
+        return self._dense_sessions[variant].run([entry.output_name], {entry.input_name: x})[0]
 
 
 def check_io(sess: Any, entry: EncoderEntry, path: Path) -> None:
     """The graph must take and return what the manifest says (else: another export's file)."""
     ins, outs = sess.get_inputs(), sess.get_outputs()
-    got_in = [(i.name, [d if isinstance(d, int) else "batch" for d in i.shape]) for i in ins]
-    got_out = [(o.name, [d if isinstance(d, int) else "batch" for d in o.shape]) for o in outs]
+
+    def dims(shape: list[Any], names: list[int | str]) -> list[int | str]:
+        """Symbolic graph dimensions take the manifest's names (ONNX writes its own)."""
+        return [d if isinstance(d, int) else (n if isinstance(n, str) else "?")
+                for d, n in zip(shape, [*names, *["?"] * len(shape)])]
+
+    got_in = [(i.name, dims(i.shape, entry.input_shape)) for i in ins]
+    got_out = [(o.name, dims(o.shape, entry.output_shape)) for o in outs]
     want_in = [(entry.input_name, list(entry.input_shape))]
     want_out = [(entry.output_name, list(entry.output_shape))]
     if got_in != want_in or got_out != want_out:

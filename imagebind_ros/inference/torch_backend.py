@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..model import ImageBindModel
+from ..model.dense import DENSE_VARIANTS, DenseVisionEncoder
 from .base import Backend, BackendUnavailable, check_precision, has_native_bf16, select_modalities
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,26 @@ class TorchBackend(Backend):
         if compile:
             self._encoders = {m: torch.compile(e) for m, e in self._encoders.items()}
         self._dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self._dense: dict[str, DenseVisionEncoder] = {}
 
     def describe(self) -> str:
         return f"torch[{self.device}] {self.precision} ({', '.join(self.modalities)})"
 
+    @property
+    def dense_variants(self) -> tuple[str, ...]:
+        return DENSE_VARIANTS if "vision" in self.modalities else ()
+
     def _run(self, modality: str, x: np.ndarray) -> np.ndarray:
+        return self._call(self._encoders[modality], x)
+
+    def _run_dense(self, x: np.ndarray, variant: str) -> np.ndarray:
+        if variant not in self._dense:
+            self._dense[variant] = DenseVisionEncoder(self.model, variant).eval()
+        return self._call(self._dense[variant], x)
+
+    def _call(self, module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self._dtype,
                                                     enabled=self._dtype is not None):
-            out = self._encoders[modality](t)
+            out = module(t)
         return out.float().cpu().numpy()

@@ -1,10 +1,12 @@
 """Detector node: find what a prompt (a sound, a caption, any embedding) names in the camera.
 
 Subscriptions (sensor-data QoS): ``camera.topic`` (``sensor_msgs/Image``, or
-``CompressedImage`` with ``camera.compressed``), ``audio.topic`` (``imagebind_ros/AudioChunk``,
-kept for ``audio.buffer_s`` seconds for "the last N seconds" prompts). Prompt topics
-(reliable): ``prompt.text_topic`` (``std_msgs/String``) and ``prompt.embedding_topic``
-(``imagebind_ros/Embedding``: any modality, e.g. an encoder's ``embeddings/thermal``).
+``CompressedImage`` by ``camera.transport`` or a ``.../compressed`` topic), ``audio.topic``
+(``audio.msg_type``: our ``AudioChunk`` or audio_common's, kept for ``audio.buffer_s`` seconds
+for "the last N seconds" prompts); an input topic carrying another type gets one warning.
+Prompt topics (reliable): ``prompt.text_topic`` (``std_msgs/String``) and
+``prompt.embedding_topic`` (``imagebind_ros/Embedding``: any modality, e.g. an encoder's
+``embeddings/thermal``).
 Service ``~/set_prompt`` (``SetPrompt``). Publications (reliable): ``detections``
 (``imagebind_ros/Detection2DArray``) and, with ``publish_image``, ``detections/image`` (rgb8
 with boxes, labels and scores drawn, for rqt/rviz).
@@ -31,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
@@ -42,16 +43,17 @@ from imagebind_ros.detection import (LOCALIZERS, METHODS, Detection, DetectorCon
                                      Prompt, RegionDetector, check_vector, draw_detections,
                                      heatmap, pyramid)
 from imagebind_ros.embedder import Embedder, RecentAudio
-from imagebind_ros.model.dense import DenseVisionEncoder
-from imagebind_ros.msg import (AudioChunk, BoundingBox2D, ClassHypothesis, Detection2D,
+from imagebind_ros.msg import (BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
                                            declare_diagnostics_parameters)
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, StartupError, WarnLimiter,
-                                          declare, run_node, sensor_qos, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
+                                          AudioInput, InputTopics, StartupError, WarnLimiter,
+                                          declare, image_transport, run_node, sensor_qos,
+                                          warn_key)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.ros.worker import Worker
 from imagebind_ros.srv import SetPrompt
@@ -154,10 +156,16 @@ class DetectorNode(ManagedNode):
         def d(name: str, default: Any, text: str, read_only: bool = True) -> None:
             p[name] = declare(self, name, default, text, read_only)
 
-        d("camera.topic", "camera/image_raw", "camera topic (sensor_msgs/Image rgb8, bgr8, "
-          "rgba8, bgra8, mono8)")
-        d("camera.compressed", False, "camera.topic is sensor_msgs/CompressedImage")
-        d("audio.topic", "audio", "audio topic (imagebind_ros/AudioChunk) for sound prompts")
+        d("camera.topic", "camera/image_raw", "camera topic (sensor_msgs/Image: colour, "
+          "Bayer, YUV, mono; or CompressedImage, see camera.transport)")
+        d("camera.transport", "auto", f"{', '.join(TRANSPORTS[:2])}, or auto (a "
+          ".../compressed topic is compressed, else raw); compressed: camera.topic/compressed, "
+          "as image_transport does")
+        d("audio.topic", "audio", "audio topic for sound prompts (type: audio.msg_type)")
+        d("audio.msg_type", dec.AUDIO_CHUNK, "audio message type: imagebind_ros/msg/"
+          "AudioChunk or audio_common_msgs/msg/AudioStamped, AudioDataStamped or AudioData")
+        d("audio.info_topic", "audio_info", "audio_common AudioInfo topic (AudioData and "
+          "AudioDataStamped only)")
         d("audio.buffer_s", 10.0, "seconds of audio kept for 'the last N seconds' prompts")
         d("prompt.text_topic", "detector/prompt_text", "std_msgs/String: a text prompt "
           "(labelled with its text; replaces a prompt of the same label)")
@@ -178,11 +186,12 @@ class DetectorNode(ManagedNode):
           "newer frames replace unprocessed ones", read_only=False)
         d("max_image_bytes", dec.MAX_IMAGE_BYTES, "larger images are dropped")
         d("method", base.method, f"{' or '.join(METHODS)}: embed sliding windows, or one "
-          "forward whose patch embeddings are the regions (needs the torch backend)")
+          "forward whose patch embeddings are the regions (torch backend, or an ONNX export "
+          "with --dense)")
         d("dense_sizes", list(base.dense_sizes), "dense: short sides in pixels of the frame "
           "fed to the encoder, one forward each (0 = the encoder's training size)")
-        d("dense_variant", "maskclip", "dense: last-block reading (plain, maskclip, sclip, "
-          "clearclip, naclip)")
+        d("dense_variant", "naclip", "dense: last-block reading (plain, maskclip, sclip, "
+          "clearclip, naclip; naclip won the demo model's tuning, docs/detection.md)")
         d("publish_heatmap", True, "publish ~/heatmap: the newest prompt's similarity map "
           "over the frame (rgb8)")
         d("scales", list(base.scales), "window sides as fractions of the short image side")
@@ -218,15 +227,13 @@ class DetectorNode(ManagedNode):
         return vision_msgs.msg
 
     def _dense_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
-        if self.shared.model is None:
-            raise ValueError("method 'dense' needs a torch model (backend torch), this "
-                             f"node has {self.shared.describe()}")
-        enc = DenseVisionEncoder(self.shared.model, self.p["dense_variant"])
-
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return enc(torch.from_numpy(x)).numpy()
-        return run
+        variant = self.p["dense_variant"]
+        if variant not in self.shared.backend.dense_variants:
+            has = ", ".join(self.shared.backend.dense_variants) or "none"
+            raise ValueError(f"method 'dense': {self.shared.describe()} has no dense vision "
+                             f"output {variant!r} (has: {has}; an ONNX export needs "
+                             f"`imagebind-ros export --dense {variant}`)")
+        return lambda x: self.shared.encode_dense(x, variant)
 
     def _regions_note(self) -> str:
         cfg = self.detector.config
@@ -240,15 +247,18 @@ class DetectorNode(ManagedNode):
         return pyramid(hw, self.detector.vision.image_size, self.detector.config)
 
     def _subscribe(self) -> None:
-        cam_type = CompressedImage if self.p["camera.compressed"] else Image
-        self.create_subscription(cam_type, self.p["camera.topic"],
-                                 self._counted("camera", self._on_image), SENSOR_QOS)
-        self.create_subscription(AudioChunk, self.p["audio.topic"],
-                                 self._counted("audio", self._on_audio), sensor_qos(50))
-        self.create_subscription(String, self.p["prompt.text_topic"], self._on_text_prompt,
-                                 RELIABLE_QOS)
-        self.create_subscription(Embedding, self.p["prompt.embedding_topic"],
-                                 self._on_embedding_prompt, RELIABLE_QOS)
+        self._inputs = InputTopics(self)
+        topic, transport = image_transport(self.p["camera.topic"], self.p["camera.transport"])
+        self._inputs.subscribe(Image if transport == "raw" else CompressedImage, topic,
+                               self._counted("camera", self._on_image), SENSOR_QOS,
+                               "set camera.transport or camera.topic")
+        self._audio_in = AudioInput(self._inputs, self, self.p["audio.msg_type"],
+                                    self.p["audio.topic"], self.p["audio.info_topic"],
+                                    self._counted("audio", self._on_audio), sensor_qos(50))
+        self._inputs.subscribe(String, self.p["prompt.text_topic"], self._on_text_prompt,
+                               RELIABLE_QOS)
+        self._inputs.subscribe(Embedding, self.p["prompt.embedding_topic"],
+                               self._on_embedding_prompt, RELIABLE_QOS)
 
     def _initial_prompts(self) -> None:
         try:
@@ -364,9 +374,9 @@ class DetectorNode(ManagedNode):
 
     # ------------------------------------------------------------------ inputs
 
-    def _on_audio(self, msg: AudioChunk) -> None:
+    def _on_audio(self, msg: Any) -> None:
         try:
-            sound = dec.decode_audio_chunk(msg, self.audio.sample_rate, self.audio.channels)
+            sound, _ = self._audio_in.decode(msg, self.audio.sample_rate, self.audio.channels)
             self.audio.push(sound.samples, sound.sample_rate)
         except BAD_INPUT as e:
             self.inputs["audio"].bad += 1

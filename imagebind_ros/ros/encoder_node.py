@@ -8,7 +8,12 @@ newest unprocessed input of each modality (older ones are dropped and counted) a
 - ``embeddings/<modality>`` (``imagebind_ros/Embedding``): header = source stamp and frame;
 - ``zero_shot/<modality>`` (``imagebind_ros/ZeroShot``): top-k labels of the current set.
 
-Inputs use sensor-data QoS (best effort), outputs are reliable. Services: ``~/set_labels``
+Image inputs are ``sensor_msgs/Image`` or, by ``<m>.transport`` or the image_transport topic
+suffix (``.../compressed``, ``.../compressedDepth``), ``CompressedImage``; audio is any of
+``decode.AUDIO_MSG_TYPES`` (``audio.msg_type``); IMU one topic or RealSense-style
+separate gyro and accel topics combined (``imu_combine``). An input topic that carries
+another message type gets one warning naming both. Inputs use sensor-data QoS (best
+effort), outputs are reliable. Services: ``~/set_labels``
 (``SetLabels``) and ``~/embed_text`` (``EmbedText``); the ``labels``/``templates``
 parameters can also be set at runtime. Bad inputs are dropped with one rate-limited warning.
 Lifecycle node (``ros.lifecycle``: configure loads the model, activate subscribes and starts
@@ -32,15 +37,17 @@ from sensor_msgs.msg import CompressedImage, Image, Imu
 
 from imagebind_ros import decode as dec
 from imagebind_ros import modalities
-from imagebind_ros.msg import AudioChunk, ClassHypothesis, Embedding, ZeroShot
+from imagebind_ros.imu_combine import ImuCombiner
+from imagebind_ros.msg import ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
                                            declare_diagnostics_parameters)
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, LabelParameters,
-                                          StartupError, WarnLimiter, declare, labels_from,
-                                          run_node, sensor_qos, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
+                                          AudioInput, InputTopics, LabelParameters,
+                                          StartupError, WarnLimiter, declare, image_transport,
+                                          labels_from, run_node, sensor_qos, warn_key)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.ros.worker import Worker
 from imagebind_ros.srv import EmbedText, SetLabels
@@ -154,8 +161,16 @@ class EncoderNode(LabelParameters, ManagedNode):
             p[f"{m}.topic"] = d(f"{m}.topic", DEFAULT_TOPICS[m], f"input topic for {m}")
             p[f"{m}.max_rate_hz"] = d(f"{m}.max_rate_hz", DEFAULT_RATES[m],
                                       f"most {m} embeddings per second (0 = no limit)", False)
-        p["vision.compressed"] = d("vision.compressed", False,
-                                   "vision.topic is sensor_msgs/CompressedImage")
+        for m in ("vision", "depth", "thermal"):
+            p[f"{m}.transport"] = d(f"{m}.transport", "auto", f"{', '.join(TRANSPORTS)}, "
+                                    "or auto (a .../compressed or .../compressedDepth topic "
+                                    "says which, else raw); not raw: topic/<transport>, "
+                                    "sensor_msgs/CompressedImage, as image_transport does")
+        p["audio.msg_type"] = d("audio.msg_type", dec.AUDIO_CHUNK, "audio message type: "
+                                "imagebind_ros/msg/AudioChunk or audio_common_msgs/msg/"
+                                "AudioStamped, AudioDataStamped or AudioData")
+        p["audio.info_topic"] = d("audio.info_topic", "audio_info", "audio_common AudioInfo "
+                                  "topic (AudioData and AudioDataStamped only)")
         p["audio.hop_s"] = d("audio.hop_s", 0.5, "seconds between audio windows")
         p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz "
                                    "(0 = the first chunk's); other rates are refused")
@@ -166,6 +181,15 @@ class EncoderNode(LabelParameters, ManagedNode):
         p["imu.hop_s"] = d("imu.hop_s", 0.5, "seconds between IMU windows")
         p["imu.max_gap_s"] = d("imu.max_gap_s", 0.5, "IMU gaps longer than this restart the "
                                "window (shorter ones are interpolated)")
+        p["imu.gyro_topic"] = d("imu.gyro_topic", "", "gyroscope topic (sensor_msgs/Imu, "
+                                "e.g. RealSense gyro/sample); with imu.accel_topic both "
+                                "replace imu.topic and are combined onto the gyro's stamps "
+                                "(empty = one topic)")
+        p["imu.accel_topic"] = d("imu.accel_topic", "", "accelerometer topic (RealSense "
+                                 "accel/sample), see imu.gyro_topic")
+        p["imu.combine_max_gap_s"] = d("imu.combine_max_gap_s", 0.05, "separate topics: "
+                                       "accel samples further apart than this are not "
+                                       "interpolated between (the gyro sample is dropped)")
         p["imu.max_late_s"] = d("imu.max_late_s", 0.1, "how late (out of order) an IMU sample "
                                 "may arrive and still be used")
         p["depth.min_valid_fraction"] = d("depth.min_valid_fraction", 0.01, "depth frames "
@@ -199,24 +223,41 @@ class EncoderNode(LabelParameters, ManagedNode):
         return mods
 
     def _subscribe(self) -> None:
+        self._inputs = InputTopics(self)
         for m in self.modalities:
             topic = self.p[f"{m}.topic"]
             if self._specs[m].from_picture is not None:  # an image topic
-                compressed = self.p.get(f"{m}.compressed", False)
-                self.create_subscription(CompressedImage if compressed else Image, topic,
-                                         self._image_cb(m), SENSOR_QOS)
+                topic, transport = image_transport(topic, self.p[f"{m}.transport"])
+                self._inputs.subscribe(Image if transport == "raw" else CompressedImage,
+                                       topic, self._image_cb(m), SENSOR_QOS,
+                                       f"set {m}.transport or {m}.topic")
             elif m == "audio":
                 acfg: Any = self.config.modality("audio")
                 self._audio = AudioWindower(
                     acfg.clip_duration, self.p["audio.hop_s"],
                     self.p["audio.sample_rate"] or None, self.p["audio.channels"] or None,
                     max_gap_s=self.p["audio.max_gap_s"])
-                self.create_subscription(AudioChunk, topic, self._audio_cb, sensor_qos(50))
+                self._audio_in = AudioInput(self._inputs, self, self.p["audio.msg_type"],
+                                            topic, self.p["audio.info_topic"], self._audio_cb,
+                                            sensor_qos(50))
             else:
-                icfg: Any = self.config.modality("imu")
-                self._imu = ImuWindower(icfg.window_seconds, self.p["imu.hop_s"],
-                                        self.p["imu.max_late_s"], self.p["imu.max_gap_s"])
-                self.create_subscription(Imu, topic, self._imu_cb, sensor_qos(200))
+                self._subscribe_imu(topic)
+
+    def _subscribe_imu(self, topic: str) -> None:
+        """One Imu topic, or RealSense-style separate gyro and accel topics combined."""
+        icfg: Any = self.config.modality("imu")
+        self._imu = ImuWindower(icfg.window_seconds, self.p["imu.hop_s"],
+                                self.p["imu.max_late_s"], self.p["imu.max_gap_s"])
+        gyro, accel = self.p["imu.gyro_topic"], self.p["imu.accel_topic"]
+        if bool(gyro) != bool(accel):
+            raise StartupError("set both imu.gyro_topic and imu.accel_topic (separate "
+                               "topics) or neither (imu.topic)")
+        if not gyro:
+            self._inputs.subscribe(Imu, topic, self._imu_cb, sensor_qos(200))
+            return
+        self._combiner = ImuCombiner(int(self.p["imu.combine_max_gap_s"] * 1e9))
+        for field, name in (("gyro", gyro), ("accel", accel)):
+            self._inputs.subscribe(Imu, name, self._imu_part_cb(field), sensor_qos(200))
 
     def _setup_zero_shot(self) -> ZeroShotClassifier | None:
         if "text" not in self.shared.modalities:
@@ -273,28 +314,57 @@ class EncoderNode(LabelParameters, ManagedNode):
             self.mailbox.put(modality, _Input(stamp, msg.header.frame_id, msg))
         return callback
 
-    def _audio_cb(self, msg: AudioChunk) -> None:
+    def _audio_cb(self, msg: Any) -> None:
         self.stats["audio"].received += 1
         try:
-            sound = dec.decode_audio_chunk(msg, self._audio.sample_rate, self._audio.channels)
-            window = self._audio.push(sound.samples, sound.sample_rate,
-                                      dec.stamp_to_ns(msg.header.stamp))
+            sound, stamp = self._audio_in.decode(msg, self._audio.sample_rate,
+                                                 self._audio.channels)
+            window = self._audio.push(sound.samples, sound.sample_rate, stamp)
         except BAD_INPUT as e:
             self._bad("audio", "chunk", e)
             return
         if window is not None:
-            self.mailbox.put("audio", _Input(window.stamp_ns, msg.header.frame_id, window))
+            frame = msg.header.frame_id if hasattr(msg, "header") else ""
+            self.mailbox.put("audio", _Input(window.stamp_ns, frame, window))
 
     def _imu_cb(self, msg: Imu) -> None:
         self.stats["imu"].received += 1
         try:
             sample, stamp = dec.decode_imu(msg)
+        except BAD_INPUT as e:
+            self._bad("imu", "sample", e)
+            return
+        self._imu_push(sample, stamp, msg.header.frame_id)
+
+    def _imu_part_cb(self, field: str) -> Any:
+        """Separate topics: this topic's field (REP 145 "not provided" is refused)."""
+        def callback(msg: Imu) -> None:
+            self.stats["imu"].received += 1
+            name = "angular_velocity" if field == "gyro" else "linear_acceleration"
+            try:
+                sample = dec.read_imu(msg)
+                value = sample.gyro if field == "gyro" else sample.accel
+                if value is None:
+                    raise dec.DecodeError(f"imu.{field}_topic message has no {name} "
+                                          "(covariance[0] == -1, REP 145: not provided)",
+                                          dec.MISSING_FIELD)
+            except BAD_INPUT as e:
+                self._bad("imu", "sample", e)
+                return
+            for combined, stamp in self._combiner.push(field, value, sample.stamp_ns):
+                self._imu_push(combined, stamp, msg.header.frame_id)
+        return callback
+
+    def _imu_push(self, sample: np.ndarray, stamp: int, frame_id: str) -> None:
+        try:
             window = self._imu.push(sample, stamp)
+            if window is not None:
+                dec.check_imu_window(window.samples)
         except BAD_INPUT as e:
             self._bad("imu", "sample", e)
             return
         if window is not None:
-            self.mailbox.put("imu", _Input(window.stamp_ns, msg.header.frame_id, window))
+            self.mailbox.put("imu", _Input(window.stamp_ns, frame_id, window))
 
     # ------------------------------------------------------------------ worker
 

@@ -45,9 +45,9 @@ from imagebind_ros.ros import conversions as cv
 from imagebind_ros.ros.diagnostics import NodeDiagnostics, declare_diagnostics_parameters
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, LabelParameters, StartupError,
-                                          WarnLimiter, declare, labels_from, run_node,
-                                          warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, LabelParameters,
+                                          StartupError, WarnLimiter, declare, labels_from,
+                                          run_node, warn_key)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.srv import SetLabels
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -183,9 +183,9 @@ class FusionNode(LabelParameters, ManagedNode):
         self.activate_subscriptions(self._subscribe)
 
     def _subscribe(self) -> None:
+        inputs = InputTopics(self)
         for m in self.sync.timeouts:  # the enabled sensors
-            self.create_subscription(Embedding, f"embeddings/{m}", self._embedding_cb(m),
-                                     RELIABLE_QOS)
+            inputs.subscribe(Embedding, f"embeddings/{m}", self._embedding_cb(m), RELIABLE_QOS)
 
     def cleanup(self) -> None:
         """Drop everything configure made; the model is freed once no node holds it."""

@@ -40,7 +40,7 @@ class ManagedNode(LifecycleNode):
         self.autostart = declare(self, "autostart", True, "configure and activate at start; "
                                  "false: wait for a lifecycle manager", read_only=True)
         self._failure = ""
-        self._active_subscriptions: list[Any] = []
+        self._activated: list[Any] = []
 
     # ------------------------------------------------------------------ subclass steps
 
@@ -86,10 +86,12 @@ class ManagedNode(LifecycleNode):
         return SUCCESS
 
     def activate_subscriptions(self, subscribe: Callable[[], None]) -> None:
-        """Run ``subscribe`` and remember what it created, for ``deactivate`` to remove."""
-        before = set(self.subscriptions)
+        """Run ``subscribe`` and remember what it created, for ``deactivate`` to remove:
+        subscriptions and timers (``InputTopics``' graph check runs only while active)."""
+        before = set(self.subscriptions) | set(self.timers)
         subscribe()
-        self._active_subscriptions = [s for s in self.subscriptions if s not in before]
+        self._activated = [e for e in (*self.subscriptions, *self.timers)
+                                      if e not in before]
 
     def start_work(self, rates: dict[str, float]) -> None:
         """``activate`` of a node with a worker: a fresh mailbox, subscriptions, the thread."""
@@ -135,9 +137,12 @@ class ManagedNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.deactivate()
-        for sub in self._active_subscriptions:
-            self.destroy_subscription(sub)
-        self._active_subscriptions = []
+        for e in self._activated:
+            if isinstance(e, Timer):
+                self.destroy_timer(e)
+            else:
+                self.destroy_subscription(e)
+        self._activated = []
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -33,8 +33,8 @@ from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputS
 from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, StartupError, WarnLimiter, declare,
-                                          run_node, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, StartupError,
+                                          WarnLimiter, declare, run_node, warn_key)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.srv import QueryMemory
 
@@ -108,12 +108,13 @@ class MemoryNode(ManagedNode):
 
     def _subscribe(self) -> None:
         p = self.p
+        inputs = InputTopics(self)
         for m in p["modalities"]:
-            self.create_subscription(Embedding, f"{p['embedding_prefix']}/{m}",
-                                     self._embedding_cb(self.inputs[m]), RELIABLE_QOS)
+            inputs.subscribe(Embedding, f"{p['embedding_prefix']}/{m}",
+                             self._embedding_cb(self.inputs[m]), RELIABLE_QOS)
             if p["zero_shot_prefix"]:
-                self.create_subscription(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
-                                         self._on_zero_shot, RELIABLE_QOS)
+                inputs.subscribe(ZeroShot, f"{p['zero_shot_prefix']}/{m}", self._on_zero_shot,
+                                 RELIABLE_QOS)
 
     def cleanup(self) -> None:
         """Forget the stored items and drop the model (freed once no node holds it)."""

@@ -5,6 +5,7 @@ status 1. (The model parameters of model-holding nodes are in ``model_params``.)
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -22,6 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from imagebind_ros import decode as dec
 from imagebind_ros.zeroshot import read_labels
 
 
@@ -171,6 +173,118 @@ class WarnLimiter:
         suffix = f" ({more} more like this in the last {self.period_s:g} s)" if more else ""
         self._logger.warning(text + suffix)
         return True
+
+
+def type_name(msg_type: Any) -> str:
+    """A generated message class -> its ROS type name ("sensor_msgs/msg/Image")."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
+class InputTopics:
+    """Subscribes a node's inputs and says when a topic carries another message type.
+
+    DDS matches publishers and subscribers by type name, so a subscriber of the wrong type
+    just receives nothing (audio_common's messages on our ``audio`` topic). Every
+    ``period_s`` (publishers can appear at any time) the ROS graph is read and each input
+    topic that also carries a type other than ours gets ONE warning per type naming both,
+    with the parameter that fixes it.
+    """
+
+    def __init__(self, node: Node, period_s: float = 2.0) -> None:
+        self._node = node
+        self._want: dict[str, tuple[str, str]] = {}  # resolved topic -> (our type, hint)
+        self._warned: set[tuple[str, str]] = set()
+        node.create_timer(period_s, self.check)
+
+    def subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None],
+                  qos: QoSProfile, hint: str = "") -> Any:
+        """``create_subscription`` plus the type check; ``hint``: how to switch type."""
+        sub = self._node.create_subscription(msg_type, topic, callback, qos)
+        self._want[sub.topic_name] = (type_name(msg_type), hint)
+        return sub
+
+    def check(self) -> list[str]:
+        """Warn about (and return) input topics newly found carrying another type."""
+        found = []
+        for topic, types in self._node.get_topic_names_and_types():
+            want = self._want.get(topic)
+            for other in types if want is not None else ():
+                if other == want[0] or (topic, other) in self._warned:
+                    continue
+                self._warned.add((topic, other))
+                text = (f"topic {topic} carries {other}, but this node subscribes to it as "
+                        f"{want[0]}: those messages are not received")
+                found.append(text + (f"; {want[1]}" if want[1] else ""))
+                self._node.get_logger().warning(found[-1])
+        return found
+
+
+# image_transport's transports for an image input, and its topic-name convention: the
+# "compressed" transport of base topic T is published on T/compressed.
+TRANSPORTS = ("raw", "compressed", "compressedDepth")
+
+
+def image_transport(topic: str, transport: str) -> tuple[str, str]:
+    """A ``<m>.topic`` and ``<m>.transport`` -> (topic to subscribe, transport).
+
+    "auto": the topic's suffix decides (``.../compressed``, ``.../compressedDepth``, else
+    raw). "compressed"/"compressedDepth" on a base topic subscribe to base/<transport>, as
+    image_transport subscribers do; a suffix contradicting the transport is a StartupError.
+    """
+    suffix = next((t for t in TRANSPORTS[1:] if topic.endswith("/" + t)), None)
+    if transport == "auto":
+        return topic, suffix or "raw"
+    if transport not in TRANSPORTS:
+        raise StartupError(f"transport {transport!r} unknown; choose auto, "
+                           f"{', '.join(TRANSPORTS)}")
+    if suffix is not None and suffix != transport:
+        raise StartupError(f"topic {topic} is a {suffix} transport topic, but the transport "
+                           f"parameter says {transport}; use the base topic or make them agree")
+    if transport == "raw" or suffix == transport:
+        return topic, transport
+    return f"{topic.rstrip('/')}/{transport}", transport
+
+
+def load_message_type(name: str, what: str) -> Any:
+    """A message class by type name; StartupError naming the package when it is missing."""
+    package, _, cls = name.partition("/msg/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), cls)
+    except (AttributeError, ImportError, ValueError) as e:
+        raise StartupError(f"{what} {name} cannot be loaded ({type(e).__name__}: {e}); is "
+                           f"{name.split('/')[0]} installed and sourced?") from None
+
+
+class AudioInput:
+    """A node's audio topic in any of ``decode.AUDIO_MSG_TYPES``: subscribes it (and, for
+    ros-drivers' AudioData, its ``info_topic``, whose AudioInfo says the sample format)
+    and decodes each message with ``decode.decode_audio``."""
+
+    def __init__(self, inputs: InputTopics, node: Node, msg_type: str, topic: str,
+                 info_topic: str, callback: Callable[[Any], None], qos: QoSProfile) -> None:
+        if msg_type not in dec.AUDIO_MSG_TYPES:
+            raise StartupError(f"audio.msg_type {msg_type!r} unknown; choose from "
+                               f"{', '.join(dec.AUDIO_MSG_TYPES)}")
+        self._node = node
+        self.info: dec.AudioInfo | None = None
+        hint = f"set audio.msg_type (one of {', '.join(dec.AUDIO_MSG_TYPES)})"
+        inputs.subscribe(load_message_type(msg_type, "audio.msg_type"), topic, callback, qos,
+                         hint)
+        if msg_type in dec.NEEDS_AUDIO_INFO:
+            info = load_message_type(dec.AUDIO_INFO, "audio info")
+            # best effort and volatile match any publisher (BEST_AVAILABLE would pick
+            # transient local when the publisher starts later, and then not match it)
+            inputs.subscribe(info, info_topic, self._on_info, qos)
+
+    def _on_info(self, msg: Any) -> None:
+        self.info = dec.read_audio_info(msg)
+
+    def decode(self, msg: Any, expect_rate: int | None, expect_channels: int | None
+               ) -> tuple[dec.Sound, int]:
+        """-> (sound, stamp ns): the header's, or the receive time for unstamped AudioData."""
+        sound = dec.decode_audio(msg, self.info, expect_rate, expect_channels)
+        stamp = dec.header_stamp_ns(msg)
+        return sound, self._node.get_clock().now().nanoseconds if stamp is None else stamp
 
 
 def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None = None

@@ -1,18 +1,22 @@
 """Kind ``rosbag``: camera frames of a ROS 2 bag paired by time with another topic, read
-with ``rosbags`` (no ROS install)."""
+with ``rosbags`` (no ROS install; sqlite3 and MCAP storage alike). Every message is decoded
+by ``imagebind_ros.decode``, as the nodes decode it live."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imagebind_ros import decode as dec
 from imagebind_ros import modalities
-from imagebind_ros.decode import DepthImage, Sound
+from imagebind_ros.decode import Sound
+from imagebind_ros.imu_combine import combine_imu
 from imagebind_ros.modalities import ImuSamples
 
 from ..data import Transforms, register_eval_dataset, register_pair_dataset
@@ -22,7 +26,10 @@ log = logging.getLogger(__name__)
 # X topics of images (paired with the nearest frame) rather than streams (windowed)
 FRAMES = modalities.image_modalities()
 
-AUDIO_CHUNK = "imagebind_ros/msg/AudioChunk"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+# Topic types each X modality may have; audio_common's come with the bag's definitions.
+X_TYPES = {"depth": IMAGE_TYPES, "thermal": IMAGE_TYPES, "imu": ("sensor_msgs/msg/Imu",),
+           "audio": dec.AUDIO_MSG_TYPES}
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 
 
@@ -33,87 +40,45 @@ def typestore() -> Any:
     store = get_typestore(getattr(Stores, "ROS2_KILTED", Stores.LATEST))
     msg = MSG_DIR / "AudioChunk.msg"
     if msg.is_file():
-        store.register(get_types_from_msg(msg.read_text(encoding="utf-8"), AUDIO_CHUNK))
+        store.register(get_types_from_msg(msg.read_text(encoding="utf-8"), dec.AUDIO_CHUNK))
     return store
 
 
 def _stamp(msg: Any, bag_ns: int) -> float:
-    """Header stamp in seconds; the bag's receive time when the header is unset."""
-    h = getattr(msg, "header", None)
-    if h is not None and (h.stamp.sec or h.stamp.nanosec):
-        return h.stamp.sec + h.stamp.nanosec * 1e-9
-    return bag_ns * 1e-9
+    """Header stamp in seconds; the bag's receive time when there is no header or it is
+    unset (audio_common's AudioData)."""
+    ns = dec.header_stamp_ns(msg) or bag_ns
+    return ns // 1_000_000_000 + (ns % 1_000_000_000) * 1e-9  # as sec + nanosec * 1e-9
 
 
-def image_msg_array(msg: Any) -> np.ndarray:
-    """sensor_msgs Image or CompressedImage -> numpy (H, W[, C]) in its own units/dtype."""
-    if hasattr(msg, "format"):  # CompressedImage
-        import cv2
-        data = bytes(msg.data)
-        if "compresseddepth" in msg.format.lower():
-            data = data[12:]  # compressed_depth_image_transport's config header
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise ValueError(f"cannot decode a {msg.format!r} CompressedImage")
-        if arr.ndim == 3:
-            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB if arr.shape[2] == 4
-                               else cv2.COLOR_BGR2RGB)
-        return arr
-    enc = msg.encoding.lower()
-    dtypes = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4),
-              "bgra8": (np.uint8, 4), "mono8": (np.uint8, 1), "8uc1": (np.uint8, 1),
-              "mono16": (np.uint16, 1), "16uc1": (np.uint16, 1), "32fc1": (np.float32, 1)}
-    if enc not in dtypes:
-        raise ValueError(f"unsupported Image encoding {msg.encoding!r}; supported: "
-                         f"{', '.join(dtypes)}")
-    dt, ch = dtypes[enc]
-    dt = np.dtype(dt).newbyteorder(">" if msg.is_bigendian else "<")
-    row = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    arr = row[:, :msg.width * ch * dt.itemsize].copy().view(dt).reshape(
-        msg.height, msg.width, ch).astype(dt.newbyteorder("="))
-    if ch == 1:
-        return arr[:, :, 0]
-    if enc.startswith("bgr"):
-        arr = arr[:, :, [2, 1, 0]]
-    return np.ascontiguousarray(arr[:, :, :3])
-
-
-def _rgb(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 2:
-        if arr.dtype != np.uint8:
-            raise ValueError(f"camera frames must be 8-bit, got {arr.dtype}")
-        return np.repeat(arr[:, :, None], 3, axis=2)
-    return arr
-
-
-def audio_chunk_samples(msg: Any) -> np.ndarray:
-    """AudioChunk -> float32 (frames, channels) in [-1, 1]."""
-    fmt = msg.sample_format.upper()
-    if fmt == "S16LE":
-        x = np.frombuffer(bytes(msg.data), "<i2").astype(np.float32) / 32768.0
-    elif fmt == "F32LE":
-        x = np.frombuffer(bytes(msg.data), "<f4").astype(np.float32)
-    else:
-        raise ValueError(f"unsupported AudioChunk sample_format {msg.sample_format!r}")
-    ch = max(1, int(msg.channels))
-    if x.size % ch:
-        raise ValueError(f"AudioChunk has {x.size} samples, not a multiple of {ch} channels")
-    return x.reshape(-1, ch)
+def frame_reader(modality: str) -> Callable[[Any], Any]:
+    """An Image/CompressedImage -> the raw input of ``modality`` ("vision": RGB uint8), by
+    ``decode`` and the modality's role view, exactly as the encoder node reads it."""
+    if modality == "vision":
+        return lambda msg: dec.as_rgb8(dec.decode_picture(msg))
+    spec = modalities.spec(modality)
+    return lambda msg: spec.picture_to_raw(dec.decode_picture(msg))
 
 
 class RosbagPairs(RawPairs):
     """Camera frames of ``image_topic`` paired with ``x_topic`` of the same bag by time.
 
-    Frames (depth, thermal: sensor_msgs Image/CompressedImage): the nearest message within
-    ``tolerance`` seconds. Streams (audio: imagebind_ros AudioChunk; IMU: sensor_msgs Imu):
-    the ``window`` seconds ending at the frame (default: the model's audio clips / IMU window),
+    Frames (depth, thermal: sensor_msgs Image/CompressedImage, any encoding or transport
+    ``decode`` reads): the nearest message within ``tolerance`` seconds. Streams (audio:
+    our AudioChunk or audio_common's messages, ros-drivers' AudioData read as the bag's
+    ``audio_info`` topic says; IMU: sensor_msgs Imu, or with ``accel_topic`` RealSense's
+    separate gyro (``x_topic``) and accel topics combined onto the gyro stamps): the
+    ``window`` seconds ending at the frame (default: the model's audio clips / IMU window),
     kept only when the stream covers the window (no gap longer than ``tolerance`` at either
-    end). ``stride`` keeps every k-th frame. The paired messages are held in memory as
-    serialized bytes; for bags larger than RAM, export them to webdataset shards.
+    end). ``stride`` keeps every k-th frame. Every message of both topics is checked while
+    the dataset is built (frames: metadata and file headers, and one full decode per
+    encoding or format), so an unsupported one fails here with one message, not at a batch.
+    The paired frames are held in memory as serialized bytes; for bags larger than RAM,
+    export them to webdataset shards.
     """
 
-    KEYS = frozenset({"path", "image_topic", "x_topic", "tolerance", "window", "stride",
-                      "limit"})
+    KEYS = frozenset({"path", "image_topic", "x_topic", "accel_topic", "info_topic",
+                      "tolerance", "window", "stride", "limit"})
 
     def __init__(self, spec: dict[str, Any], modality: str, transforms: Transforms) -> None:
         super().__init__(spec, modality, transforms, self.KEYS)
@@ -125,26 +90,30 @@ class RosbagPairs(RawPairs):
         self.tol = float(spec.get("tolerance", 0.05))
         self.window = float(spec.get("window") or self._default_window(modality))
         frames: list[tuple[float, bytes, str]] = []
-        xs: list[tuple[float, Any]] = []
         with AnyReader([path], default_typestore=typestore()) as reader:
             topics = {c.topic: c for c in reader.connections}
-            for t in (itopic, xtopic):
-                if t not in topics:
-                    raise ValueError(f"{path}: no topic {t}; topics: {sorted(topics)}")
-            self._check_type(topics[xtopic].msgtype, modality)
-            conns = [c for c in reader.connections if c.topic in (itopic, xtopic)]
+            want, self._info_topic = self._topics(spec, topics, modality)
+            self._checked: set[tuple[str, str]] = set()
+            xs: list[tuple[float, Any]] = []
+            extra: dict[str, list[tuple[int, Any]]] = {}
+            conns = [c for c in reader.connections if c.topic in want]
             for conn, ns, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
-                t = _stamp(msg, ns)
-                if conn.topic == itopic:
-                    frames.append((t, bytes(raw), conn.msgtype))
-                elif modality in FRAMES:
-                    xs.append((t, (bytes(raw), conn.msgtype)))
-                elif modality == "imu":
-                    a, w = msg.linear_acceleration, msg.angular_velocity
-                    xs.append((t, (a.x, a.y, a.z, w.x, w.y, w.z)))
-                else:
-                    xs.append((t, (audio_chunk_samples(msg), int(msg.sample_rate))))
+                where = f"{path}: {conn.topic} message at {ns * 1e-9:.3f}"
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    t = _stamp(msg, ns)
+                    if conn.topic == itopic:
+                        self._check_frame(msg, "vision")
+                        frames.append((t, bytes(raw), conn.msgtype))
+                    elif conn.topic == xtopic and modality in FRAMES:
+                        self._check_frame(msg, modality)
+                        xs.append((t, (bytes(raw), conn.msgtype)))
+                    else:
+                        extra.setdefault(conn.topic, []).append((ns, msg))
+                except (ValueError, KeyError) as e:  # DecodeError and rosbags' errors
+                    raise ValueError(f"{where}: {e}") from None
+            if modality not in FRAMES:
+                xs = self._streams(spec, extra, modality, str(path))
         frames.sort(key=lambda f: f[0])
         xs.sort(key=lambda x: x[0])
         frames = frames[::max(1, int(spec.get("stride", 1)))]
@@ -160,7 +129,85 @@ class RosbagPairs(RawPairs):
             log.warning("%s: %d of %d frames have no %s data within the tolerance/window and "
                         "are skipped", path, skipped, len(frames), modality)
         self.items = limited(self.items, spec)
-        self._id = f"rosbag:{path.resolve()}|{itopic}|{xtopic}|{self.tol}|{self.window}"
+        self._id = (f"rosbag:{path.resolve()}|{itopic}|{xtopic}|{spec.get('accel_topic')}|"
+                    f"{self.tol}|{self.window}")
+
+    @staticmethod
+    def _topics(spec: dict[str, Any], topics: dict[str, Any], modality: str
+                ) -> tuple[set[str], str]:
+        """The topics to read (their types checked: a ValueError naming what is wrong) and
+        the AudioInfo topic ("" unless the audio is ros-drivers' AudioData)."""
+        need = {spec["image_topic"]: IMAGE_TYPES, spec["x_topic"]: X_TYPES[modality]}
+        if spec.get("accel_topic"):
+            if modality != "imu":
+                raise ValueError("accel_topic is for modality imu (x_topic = the gyro topic)")
+            need[spec["accel_topic"]] = X_TYPES["imu"]
+        for topic, ok in need.items():
+            if topic not in topics:
+                raise ValueError(f"{spec['path']}: no topic {topic}; topics: {sorted(topics)}")
+            if topics[topic].msgtype not in ok:
+                raise ValueError(f"{spec['path']}: {topic} has type {topics[topic].msgtype}; "
+                                 f"it must be {' or '.join(ok)}")
+        info = ""
+        if topics[spec["x_topic"]].msgtype in dec.NEEDS_AUDIO_INFO:
+            info = spec.get("info_topic") or next(
+                (t for t, c in topics.items() if c.msgtype == dec.AUDIO_INFO), None)
+            if info not in topics or topics[info].msgtype != dec.AUDIO_INFO:
+                raise ValueError(f"{spec['path']}: {spec['x_topic']} is audio_common AudioData, "
+                                 "whose format is on an AudioInfo topic; the bag has none "
+                                 "(record audio_info) or set info_topic")
+            need[info] = (dec.AUDIO_INFO,)
+        return set(need), info
+
+    def _check_frame(self, msg: Any, modality: str) -> None:
+        """Metadata and headers of every frame; one full decode per format (a frame of an
+        encoding this role refuses fails here, not in a batch)."""
+        dec.check_picture(msg)
+        fmt = msg.format if dec.is_compressed(msg) else msg.encoding
+        if (modality, fmt) not in self._checked:
+            frame_reader(modality)(msg)
+            self._checked.add((modality, fmt))
+
+    def _streams(self, spec: dict[str, Any], msgs: dict[str, list[tuple[int, Any]]],
+                 modality: str, path: str) -> list[tuple[float, Any]]:
+        """Audio chunks -> [(start s, (samples, rate))]; IMU -> [(s, (6,) sample)]."""
+        xtopic = spec["x_topic"]
+        xs: list[tuple[float, Any]] = []
+        if modality == "audio":
+            infos = msgs.get(self._info_topic, [])
+            for ns, msg in msgs.get(xtopic, []):
+                info = next((dec.read_audio_info(m) for n, m in reversed(infos) if n <= ns),
+                            dec.read_audio_info(infos[0][1]) if infos else None)
+                try:
+                    sound = dec.decode_audio(msg, info)
+                except dec.DecodeError as e:
+                    raise ValueError(f"{path}: {xtopic} message at {ns * 1e-9:.3f}: {e}") from None
+                xs.append((_stamp(msg, ns), (sound.samples, sound.sample_rate)))
+            return xs
+        if not spec.get("accel_topic"):
+            for ns, msg in msgs.get(xtopic, []):
+                try:
+                    sample, _ = dec.decode_imu(msg)
+                except dec.DecodeError as e:
+                    raise ValueError(f"{path}: {xtopic} message at {ns * 1e-9:.3f}: {e}") from None
+                xs.append((_stamp(msg, ns), tuple(sample)))
+            try:  # a field the topic never fills (RealSense gyro/sample alone)
+                dec.check_imu_window(np.array([v for _, v in xs]).reshape(-1, 6))
+            except dec.DecodeError as e:
+                raise ValueError(f"{path}: {xtopic}: {e}") from None
+            return xs
+        parts = {}
+        for field, topic in (("gyro", xtopic), ("accel", spec["accel_topic"])):
+            samples = [dec.read_imu(m) for _, m in msgs.get(topic, [])]
+            values = [getattr(s, field) for s in samples]
+            if any(v is None for v in values):
+                raise ValueError(f"{path}: {topic} has messages without {field} (REP 145 "
+                                 "covariance[0] == -1: not provided)")
+            parts[field] = (np.array([s.stamp_ns for s in samples], np.int64),
+                            np.array(values, np.float64).reshape(-1, 3))
+        stamps, combined = combine_imu(*parts["gyro"], *parts["accel"],
+                                       max_gap_ns=int(self.tol * 1e9))
+        return [(t * 1e-9, tuple(v)) for t, v in zip(stamps, combined)]
 
     def _default_window(self, modality: str) -> float:
         if modality == "audio":
@@ -169,14 +216,6 @@ class RosbagPairs(RawPairs):
         if modality == "imu":
             return float(self.transforms.config.modality("imu").window_seconds)
         return 0.0
-
-    @staticmethod
-    def _check_type(msgtype: str, modality: str) -> None:
-        ok = {"depth": ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
-              "thermal": ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
-              "imu": ("sensor_msgs/msg/Imu",), "audio": (AUDIO_CHUNK,)}[modality]
-        if msgtype not in ok:
-            raise ValueError(f"x_topic has type {msgtype}; {modality} needs {' or '.join(ok)}")
 
     def _pair(self, t: float) -> Any:
         """The X data of the frame at ``t``, or None if there is none close enough."""
@@ -223,16 +262,13 @@ class RosbagPairs(RawPairs):
 
     def read_image(self, index: int) -> np.ndarray:
         _, raw, mtype, _ = self.items[index]
-        return _rgb(image_msg_array(typestore().deserialize_cdr(raw, mtype)))
+        return frame_reader("vision")(typestore().deserialize_cdr(raw, mtype))
 
     def read_x(self, index: int) -> Any:
         sel = self.items[index][3]
         if self.modality in FRAMES:
             raw, mtype = sel
-            arr = image_msg_array(typestore().deserialize_cdr(raw, mtype))
-            if self.modality == "depth":
-                return DepthImage(arr, "m" if np.issubdtype(arr.dtype, np.floating) else "mm")
-            return arr
+            return frame_reader(self.modality)(typestore().deserialize_cdr(raw, mtype))
         return sel
 
 
