@@ -161,8 +161,10 @@ def test_autostart_failure_is_one_startup_error(ctx: Any) -> None:
         EncoderNode(context=ctx)
 
 
-@pytest.mark.parametrize("name", ["detector_node", "memory_node", "fusion_node"])
-def test_other_model_nodes_follow_the_same_lifecycle(ctx: Any, name: str) -> None:
+@pytest.mark.parametrize("name", ["encoder_node", "detector_node", "memory_node",
+                                  "fusion_node"])
+def test_model_nodes_follow_the_same_lifecycle(ctx: Any, name: str) -> None:
+    """Inputs (and the other-type check of ``InputTopics``) only while active."""
     from imagebind_ros.ros.runner import NODES
 
     module, cls = NODES[name]
@@ -174,9 +176,12 @@ def test_other_model_nodes_follow_the_same_lifecycle(ctx: Any, name: str) -> Non
         assert node.trigger_activate() != SUCCESS  # not configured yet
         assert node.trigger_configure() == SUCCESS
         assert len(model_cache.cached_models()) == 1 and set(node.subscriptions) == subscribed
+        timers = set(node.timers)
         assert node.trigger_activate() == SUCCESS
         assert len(set(node.subscriptions) - subscribed) >= 2  # its inputs
+        assert len(set(node.timers) - timers) == 1  # InputTopics' graph check
         assert node.trigger_deactivate() == SUCCESS and set(node.subscriptions) == subscribed
+        assert set(node.timers) == timers  # the graph check stops with the inputs
         assert node.trigger_cleanup() == SUCCESS and model_cache.cached_models() == []
     finally:
         node.destroy_node()
