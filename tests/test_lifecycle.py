@@ -161,6 +161,28 @@ def test_autostart_failure_is_one_startup_error(ctx: Any) -> None:
         EncoderNode(context=ctx)
 
 
+@pytest.mark.parametrize("name,overrides", [
+    ("encoder_node", {"vision.topic": "cam/image_raw/compressed",
+                      "vision.transport": "compressedDepth"}),
+    ("detector_node", {"camera.topic": "cam/image_raw/compressedDepth",
+                       "camera.transport": "compressed"}),
+])
+def test_a_transport_contradicting_its_topic_fails_configure(ctx: Any, name: str,
+                                                             overrides: dict[str, str]) -> None:
+    """Found by configure (a lifecycle manager sees it before activating), not activate."""
+    from imagebind_ros.ros.runner import NODES
+
+    module, cls = NODES[name]
+    node = getattr(__import__(module, fromlist=[cls]), cls)(context=ctx, parameter_overrides=[
+        Parameter("preset", value="tiny"), Parameter("autostart", value=False),
+        *[Parameter(k, value=v) for k, v in overrides.items()]])
+    try:
+        assert node.trigger_configure() != SUCCESS
+        assert "transport topic" in node._failure and node.unconfigured
+    finally:
+        node.destroy_node()
+
+
 @pytest.mark.parametrize("name", ["encoder_node", "detector_node", "memory_node",
                                   "fusion_node"])
 def test_model_nodes_follow_the_same_lifecycle(ctx: Any, name: str) -> None:

@@ -107,6 +107,8 @@ class DetectorNode(ManagedNode):
         self.dim = self.config.out_embed_dim
         self.audio = RecentAudio(self.p["audio.buffer_s"])
         self._vision_msgs = self._vision_msgs_module()
+        # image_transport's name resolved here: a contradicting transport fails configure
+        self._camera = image_transport(self.p["camera.topic"], self.p["camera.transport"])
         self._det_pub = self.create_publisher(
             self._vision_msgs.Detection2DArray if self._vision_msgs else Detection2DArray,
             self.p["detections_topic"], RELIABLE_QOS)
@@ -120,7 +122,7 @@ class DetectorNode(ManagedNode):
         self.slow_services.create_service(SetPrompt, "set_prompt", self._on_set_prompt)
         diag = self._diag_p
         self.diagnostics = InputDiagnostics(
-            self, diag, {"camera": InputSpec(self.p["camera.topic"], diag["expected_hz.camera"],
+            self, diag, {"camera": InputSpec(self._camera[0], diag["expected_hz.camera"],
                                              self.p["max_rate_hz"]),
                          "audio": InputSpec(self.p["audio.topic"], diag["expected_hz.audio"],
                                             required=self.p["prompt.live_audio_s"] > 0)},
@@ -248,7 +250,7 @@ class DetectorNode(ManagedNode):
 
     def _subscribe(self) -> None:
         self._inputs = InputTopics(self)
-        topic, transport = image_transport(self.p["camera.topic"], self.p["camera.transport"])
+        topic, transport = self._camera
         self._inputs.subscribe(Image if transport == "raw" else CompressedImage, topic,
                                self._counted("camera", self._on_image), SENSOR_QOS,
                                "set camera.transport or camera.topic")

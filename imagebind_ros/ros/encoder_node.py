@@ -111,6 +111,10 @@ class EncoderNode(LabelParameters, ManagedNode):
         self.modalities = self._check_modalities()
         self.stats = {m: ModalityStats() for m in self.modalities}
         self._specs = {m: modalities.spec(m) for m in self.modalities}
+        # image_transport names resolved here: a contradicting transport fails configure
+        self._topics = {m: image_transport(self.p[f"{m}.topic"], self.p[f"{m}.transport"])
+                        if self._specs[m].from_picture is not None
+                        else (self.p[f"{m}.topic"], "") for m in self.modalities}
         self._gates = {m: StampGate() for m in modalities.image_modalities()}
         self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
                                                          RELIABLE_QOS)
@@ -127,7 +131,7 @@ class EncoderNode(LabelParameters, ManagedNode):
                              if self.p["stats_period_s"] > 0 else None)
         diag = self._diag_p
         self.diagnostics = InputDiagnostics(
-            self, diag, {m: InputSpec(self.p[f"{m}.topic"], diag[f"expected_hz.{m}"],
+            self, diag, {m: InputSpec(self._topics[m][0], diag[f"expected_hz.{m}"],
                                       self.p[f"{m}.max_rate_hz"]) for m in self.modalities},
             self.input_counts, self._worker.health, self.shared)
         note = " RANDOM-INIT weights: outputs are meaningless" if self.shared.random_init else ""
@@ -225,9 +229,8 @@ class EncoderNode(LabelParameters, ManagedNode):
     def _subscribe(self) -> None:
         self._inputs = InputTopics(self)
         for m in self.modalities:
-            topic = self.p[f"{m}.topic"]
-            if self._specs[m].from_picture is not None:  # an image topic
-                topic, transport = image_transport(topic, self.p[f"{m}.transport"])
+            topic, transport = self._topics[m]
+            if transport:  # an image topic
                 self._inputs.subscribe(Image if transport == "raw" else CompressedImage,
                                        topic, self._image_cb(m), SENSOR_QOS,
                                        f"set {m}.transport or {m}.topic")
