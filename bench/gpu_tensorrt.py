@@ -17,6 +17,7 @@ Latency is wall-clock per ``Backend.encode`` call (host numpy in and out), p50/p
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -95,7 +96,7 @@ def run_modality(args: argparse.Namespace, modality: str, work: Path) -> dict[st
     ref = ref_backend.encode(modality, x)
     res["torch_fp32"] = _timing(ref_backend, modality, x, args.batch, args.repeats)
     for prec in ("fp16", "bf16") if args.device == "cuda" else ("bf16",):
-        b = TorchBackend(model, prec, device=args.device)
+        b = TorchBackend(copy.deepcopy(model), prec, device=args.device)  # casts its copy
         res[f"torch_{prec}"] = {"cosine": cosine(b.encode(modality, x), ref),
                                 **_timing(b, modality, x, args.batch, args.repeats)}
     reason = tensorrt_unavailable_reason()

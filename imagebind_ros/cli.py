@@ -39,7 +39,8 @@ def embed_main(args: argparse.Namespace) -> int:
     from .model import CheckpointError, create_model
 
     try:
-        model = create_model(args.preset, checkpoint=args.checkpoint, device=args.device)
+        model = create_model(args.preset, checkpoint=args.checkpoint, device=args.device,
+                             modalities=[args.modality])
     except CheckpointError as e:
         raise ValueError(str(e)) from None
     load = _file_loader(args.modality)

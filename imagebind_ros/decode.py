@@ -46,8 +46,11 @@ WRONG_ROLE = "wrong role"  # decodes, but cannot be this topic's modality
 NOT_FINITE = "not finite"  # NaN or Inf where values must be numbers
 MISSING_FIELD = "missing field"  # REP 145 "not provided", or no stream info yet
 STREAM_MISMATCH = "stream mismatch"  # rate/channels differ from what the stream declared
+BAD_STAMP = "bad stamp"  # unset, far ahead of the clock, or off the stream's timeline
+OUT_OF_RANGE = "out of range"  # finite, but beyond any physical sensor's range
+OTHER = "other"  # anything else (a bug, an unknown error)
 ERROR_KINDS = (UNSUPPORTED_ENCODING, UNSUPPORTED_FORMAT, TOO_LARGE, MALFORMED, WRONG_ROLE,
-               NOT_FINITE, MISSING_FIELD, STREAM_MISMATCH)
+               NOT_FINITE, MISSING_FIELD, STREAM_MISMATCH, BAD_STAMP, OUT_OF_RANGE, OTHER)
 
 
 class DecodeError(ValueError):

@@ -5,7 +5,10 @@ felt as plain vectors and ask "when did I see what this sounds like?" with a sou
 a picture, or a sum of several (embedding arithmetic: image + sound). ``EmbeddingMemory``
 keeps a bounded ring buffer per modality (a 30-Hz camera cannot push the last sounds out),
 optionally thinned to one item per ``min_interval_s`` of stamp time; ``query`` returns the
-top-k items across modalities by cosine similarity. Thread-safe; numpy only, no rclpy.
+top-k items across modalities by cosine similarity. Only the modalities it was built for
+are stored (with ``strict``, only items that name the memory's model), vectors are at most
+``MAX_DIM`` wide and frame ids and labels are cut to ``MAX_TEXT`` characters, so its size in
+bytes is bounded whatever the input. Thread-safe; numpy only, no rclpy.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 NS = 1_000_000_000
+MAX_TEXT = 256  # characters kept of a frame id or label
+MAX_DIM = 4096  # widest embedding a memory without a model accepts (ImageBind's: 1024)
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ class EmbeddingMemory:
     """Bounded per-modality store of unit-norm embeddings with stamps, frames and labels."""
 
     def __init__(self, capacity: int, min_interval_s: float = 0.0,
-                 dim: int | None = None) -> None:
+                 dim: int | None = None, modalities: Iterable[str] = (),
+                 strict: bool = False) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         if min_interval_s < 0:
@@ -102,6 +108,8 @@ class EmbeddingMemory:
         self.capacity = int(capacity)
         self.min_interval_ns = int(round(min_interval_s * NS))
         self.dim = dim
+        self.modalities = frozenset(modalities)  # empty = any (tests, offline use)
+        self.strict = strict  # an empty model_id is refused (a node: input from the network)
         self.model_id = ""
         self._rings: dict[str, _Ring] = {}
         self._seq = 0
@@ -113,17 +121,24 @@ class EmbeddingMemory:
         """Store one embedding -> its sequence number, or None when it came within
         ``min_interval_s`` (stamp time) of the last stored item of its modality.
 
-        Raises ValueError for a malformed vector, an empty modality, or a ``model_id`` other
-        than the first one seen (embeddings of different models are not comparable).
+        Raises ValueError for a malformed vector, a modality the memory was not built for,
+        a ``model_id`` other than the memory's (set, or the first one seen: embeddings of
+        different models are not comparable), or an empty one when ``strict``.
         """
-        if not modality:
-            raise ValueError("an embedding needs a modality")
+        if not modality or (self.modalities and modality not in self.modalities):
+            raise ValueError(f"modality {modality[:40]!r} is not stored here (stored: "
+                             f"{', '.join(sorted(self.modalities)) or 'any'})")
+        if self.strict and not model_id:
+            raise ValueError(f"{modality} embedding names no model_id: cannot tell it is "
+                             "comparable")
         with self._lock:
             v = unit(vector, self.dim, f"{modality} embedding")
+            if v.size > MAX_DIM:
+                raise ValueError(f"{modality} embedding has {v.size} values (at most {MAX_DIM})")
             if model_id:
                 if self.model_id and model_id != self.model_id:
-                    raise ValueError(f"{modality} embedding is from model {model_id!r}, the "
-                                     f"memory holds {self.model_id!r}: not comparable")
+                    raise ValueError(f"{modality} embedding is from model {model_id[:80]!r}, "
+                                     f"the memory holds {self.model_id!r}: not comparable")
                 self.model_id = model_id
             if self.dim is None:
                 self.dim = v.size
@@ -136,7 +151,7 @@ class EmbeddingMemory:
                 return None
             seq = self._seq
             self._seq += 1
-            ring.put(v, int(stamp_ns), seq, frame_id, label)
+            ring.put(v, int(stamp_ns), seq, frame_id[:MAX_TEXT], label[:MAX_TEXT])
             return seq
 
     def set_label(self, modality: str, stamp_ns: int, label: str) -> bool:
@@ -149,7 +164,7 @@ class EmbeddingMemory:
             hit = np.nonzero((ring.stamps[:ring.size] == stamp_ns)
                              & (ring.sequences[:ring.size] >= 0))[0]
             for i in hit:
-                ring.labels[int(i)] = label
+                ring.labels[int(i)] = label[:MAX_TEXT]
             return bool(hit.size)
 
     def query(self, vector: np.ndarray, k: int = 5,

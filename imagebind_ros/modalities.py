@@ -83,11 +83,23 @@ class ModalitySpec:
     valid_fraction: Callable[[Any], float] | None = None
     #: (batch as numpy, modality config) -> the batch the encoder takes, or ValueError
     check_values: Callable[[np.ndarray, Any], np.ndarray] | None = None
+    #: (raw inputs, modality config) -> a model-ready batch, where one call for the lot beats
+    #: ``prepare`` one by one (text: one tokenizer call; audio: one clip for short sounds)
+    prepare_batch: Callable[[Sequence[Any], Any], torch.Tensor] | None = None
+    #: a sample is a stack of clips (axis 0 of ``shape``) that the encoder embeds one by
+    #: one and averages; a batch may hold 1 .. shape[0] clips per sample
+    clips: bool = False
 
     def sample_shape(self, config: ImageBindConfig) -> tuple[int, ...]:
         """Shape of one preprocessed sample (no batch axis), as the encoders and the exported
         graphs take it."""
         return tuple(int(d) for d in self.shape(config.modality(self.name)))
+
+    def encoder_shape(self, config: ImageBindConfig) -> tuple[int, ...]:
+        """Shape of what one encoder call takes per batch row: one clip for clip
+        modalities (the exported graphs' input), the sample otherwise."""
+        shape = self.sample_shape(config)
+        return shape[1:] if self.clips else shape
 
     def to_tensor(self, raw: Any, config: ImageBindConfig) -> torch.Tensor:
         """One raw input -> one preprocessed sample (no batch axis)."""
@@ -97,8 +109,8 @@ class ModalitySpec:
         """Raw inputs -> a model-ready batch (N, *sample_shape)."""
         if len(raws) == 0:
             raise ValueError(f"{self.name}: a batch needs at least one input")
-        if self.name == "text":  # one tokenizer call for the lot (same ids as one by one)
-            return pp.tokenize(list(raws), config.modality("text"))  # type: ignore[arg-type]
+        if self.prepare_batch is not None:
+            return self.prepare_batch(raws, config.modality(self.name))
         return torch.stack([self.to_tensor(r, config) for r in raws])
 
     def load_file(self, path: PathLike) -> Any:
@@ -129,9 +141,13 @@ class ModalitySpec:
         return self.to_picture(raw)
 
     def example(self, config: ImageBindConfig, batch: int = 2,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """A valid random batch: normal noise, or token ids with one end-of-text id per row."""
+                generator: torch.Generator | None = None,
+                clips: int | None = None) -> torch.Tensor:
+        """A valid random batch: normal noise, or token ids with one end-of-text id per row.
+        ``clips``: clips per sample of a clip modality (default: the reference's)."""
         shape = (batch, *self.sample_shape(config))
+        if self.clips and clips is not None:
+            shape = (batch, clips, *shape[2:])
         if self.name != "text":
             return torch.randn(shape, generator=generator)
         vocab = config.modality("text").vocab_size  # type: ignore[attr-defined]
@@ -148,8 +164,12 @@ class ModalitySpec:
         shape = self.sample_shape(config)
         if x.ndim == len(shape):
             x = x[None]
-        if tuple(x.shape[1:]) != shape:
-            raise ValueError(f"{self.name} input must be (B, {', '.join(map(str, shape))}) "
+        clips_ok = x.ndim == len(shape) + 1 and 1 <= x.shape[1] <= shape[0]
+        if tuple(x.shape[1:]) != shape and not (self.clips and clips_ok
+                                                and x.shape[2:] == shape[1:]):
+            dims = [f"1..{shape[0]}" if self.clips else str(shape[0]), *map(str, shape[1:])]
+            want = ", ".join(dims)
+            raise ValueError(f"{self.name} input must be (B, {want}) "
                              f"(see imagebind_ros.modalities), got {tuple(x.shape)}")
         assert self.check_values is not None
         return self.check_values(x, config.modality(self.name))
@@ -181,6 +201,15 @@ def _check_float(name: str) -> Callable[[np.ndarray, Any], np.ndarray]:
 def _read_audio(source: Any, name: str) -> dec.Sound:
     samples, rate = pp.load_audio(source)
     return dec.Sound(samples, rate)
+
+
+def _audio_batch(sounds: Sequence[Any], cfg: Any) -> torch.Tensor:
+    """One clip per sound when every sound is no longer than a clip (live windows), else
+    the reference's clips (a short sound among long ones repeats its one clip: the same
+    embedding as the reference's identical clips)."""
+    xs = [pp.audio_to_clips(s.samples, s.sample_rate, cfg) for s in sounds]
+    n = max(x.shape[0] for x in xs)
+    return torch.stack([x.expand(n, *x.shape[1:]) for x in xs])
 
 
 def _read_depth(source: Any, name: str) -> dec.DepthImage:
@@ -241,12 +270,14 @@ def _specs() -> dict[str, ModalitySpec]:
             with_pixels=_replaced, check_values=_check_float("vision")),
         ModalitySpec(
             "text", i64, lambda c: (c.context_length,),
-            lambda text, c: pp.tokenize([text], c)[0], check_values=_check_tokens),
+            lambda text, c: pp.tokenize([text], c)[0], check_values=_check_tokens,
+            prepare_batch=lambda texts, c: pp.tokenize(list(texts), c)),
         ModalitySpec(
             "audio", f32,
             lambda c: (c.clips_per_video, 1, c.num_mel_bins, c.target_length),
             lambda s, c: pp.audio_to_tensor(s.samples, s.sample_rate, c), read=_read_audio,
-            extensions=("wav", "flac", "ogg", "mp3"), check_values=_check_float("audio")),
+            extensions=("wav", "flac", "ogg", "mp3"), check_values=_check_float("audio"),
+            prepare_batch=_audio_batch, clips=True),
         ModalitySpec(
             "depth", f32, lambda c: (1, c.image_size, c.image_size),
             lambda d, c: pp.depth_to_tensor(d.array, c, d.units), read=_read_depth,
@@ -292,6 +323,11 @@ def image_modalities() -> tuple[str, ...]:
 def sample_shape(config: ImageBindConfig, modality: str) -> tuple[int, ...]:
     """Shape of one preprocessed ``modality`` sample (no batch axis)."""
     return spec(modality).sample_shape(config)
+
+
+def encoder_shape(config: ImageBindConfig, modality: str) -> tuple[int, ...]:
+    """Shape of one row of an encoder call (one clip for audio; see ``ModalitySpec``)."""
+    return spec(modality).encoder_shape(config)
 
 
 def input_dtype(modality: str) -> np.dtype:

@@ -107,9 +107,20 @@ def _openable(source: FileLike) -> Any:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
 
 
+# Raster formats PIL may open. Never every format: EPS/PS/PDF would run Ghostscript (an
+# external interpreter) on a file a service request names.
+IMAGE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM")
+
+
+def open_image(source: FileLike) -> Image.Image:
+    """``PIL.Image.open`` limited to ``IMAGE_FORMATS``; OSError for anything else."""
+    return Image.open(_openable(source), formats=IMAGE_FORMATS)
+
+
 def load_image(source: FileLike) -> np.ndarray:
-    """Read any PIL-readable image as RGB uint8 (H, W, 3), like the reference loader."""
-    with Image.open(_openable(source)) as im:
+    """Read a raster image (``IMAGE_FORMATS``) as RGB uint8 (H, W, 3), like the reference
+    loader."""
+    with open_image(source) as im:
         return np.array(im.convert("RGB"))
 
 
@@ -258,9 +269,29 @@ def audio_to_tensor(waveform: np.ndarray, sample_rate: int, cfg: AudioConfig) ->
     so when clips overlap (recordings shorter than clips_per_video * clip_duration) a later
     clip sees the offset already removed from an earlier one. We do the same (on our copy).
     """
+    return _reference_clips(_resampled(waveform, sample_rate, cfg), cfg)
+
+
+def _reference_clips(wav: torch.Tensor, cfg: AudioConfig) -> torch.Tensor:
+    return torch.stack([_melspec(wav[:, a:b], cfg) for a, b in clip_bounds(wav.shape[1], cfg)])
+
+
+def _clip_samples(cfg: AudioConfig) -> int:
+    return int(Fraction(cfg.clip_duration) * cfg.sample_rate)
+
+
+def audio_to_clips(waveform: np.ndarray, sample_rate: int, cfg: AudioConfig) -> torch.Tensor:
+    """What the encoder needs: one clip (1, 1, mel, T) for a recording no longer than
+    cfg.clip_duration (a live window), audio_to_tensor's clips for a longer one.
+
+    The reference cuts a short recording into clips_per_video copies of the same samples
+    and averages their embeddings; one copy gives that embedding within float rounding at a
+    third of the encoder's work.
+    """
     wav = _resampled(waveform, sample_rate, cfg)
-    clips = [_melspec(wav[:, a:b], cfg) for a, b in clip_bounds(wav.shape[1], cfg)]
-    return torch.stack(clips)
+    if wav.shape[1] <= _clip_samples(cfg):
+        return _melspec(wav, cfg).unsqueeze(0)
+    return _reference_clips(wav, cfg)
 
 
 def audio_window_to_tensor(waveform: np.ndarray, sample_rate: int,
@@ -273,8 +304,7 @@ def audio_window_to_tensor(waveform: np.ndarray, sample_rate: int,
     so give a little more than clip_duration when its rate differs from cfg.sample_rate.
     """
     wav = _resampled(waveform, sample_rate, cfg)
-    n = int(Fraction(cfg.clip_duration) * cfg.sample_rate)
-    return _melspec(wav[:, -n:], cfg).unsqueeze(0)
+    return _melspec(wav[:, -_clip_samples(cfg):], cfg).unsqueeze(0)
 
 
 def load_audio(source: FileLike) -> tuple[np.ndarray, int]:
@@ -331,7 +361,7 @@ def load_depth(source: FileLike, name: str | None = None
         if np.issubdtype(arr.dtype, np.integer):
             return arr, "mm"
         return arr.astype(np.float32), "m"
-    with Image.open(_openable(source)) as im:
+    with open_image(source) as im:
         if not im.mode.startswith("I;16") and im.mode != "I":
             raise ValueError(f"{label}: expected a 16-bit single-channel depth "
                              f"image in millimetres, got PIL mode {im.mode!r}")
@@ -376,7 +406,7 @@ def load_thermal(source: FileLike, name: str | None = None) -> np.ndarray:
     LLVIP's 3-channel JPEGs), 16-bit as uint16, 32-bit as float32."""
     if _label(source, name).lower().endswith(".npy"):
         return np.load(_openable(source), allow_pickle=False)
-    with Image.open(_openable(source)) as im:
+    with open_image(source) as im:
         if im.mode.startswith("I;16"):
             return np.array(im).astype(np.uint16)
         if im.mode in ("I", "F"):

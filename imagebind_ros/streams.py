@@ -1,19 +1,22 @@
 """Streaming buffers between sensor messages and the encoders (pure numpy, no ROS).
 
 - ``AudioWindower``: chunks of audio -> the model's 2-s windows every ``hop`` seconds, from a
-  ring buffer; the stream's sample rate and channel count are fixed by the first chunk (or
-  by the caller) and chunks that differ are refused; small stamp gaps are filled with
-  silence, large ones restart the window.
+  ring buffer; values bounded per chunk, the stream's format set by configuration or by the
+  majority of recent chunks; small stamp gaps are filled with silence, large ones restart
+  the window.
 - ``ImuWindower``: single IMU samples with their real stamps -> a window of the last
   ``window`` seconds every ``hop`` seconds (``preprocess.imu_to_tensor`` resamples it onto the
-  model's uniform grid), tolerating irregular rates, gaps and late (out-of-order) samples.
-- ``StampGate``: refuses stamps that go backwards, but accepts a new time base after a run of
-  them (a restarted bag or simulator clock) instead of refusing forever.
+  model's uniform grid), tolerating irregular rates, gaps and late (out-of-order) samples;
+  samples beyond a physical range are dropped one by one.
+- ``StampGate``: stamps judged against the stream's cadence and the node clock; a new time
+  base (a restarted bag or simulator clock) only after several stamps in a row agree, so a
+  hostile minority of stamps cannot move it.
 - ``Mailbox``: the newest unprocessed input per modality for a worker thread, with drop
   counters and a per-modality maximum rate, so a slow model never builds a backlog.
 
-All stamps are integer nanoseconds. Errors are ``StreamError`` (a ``ValueError``) whose text
-is fit for a log line; the caller drops that input and carries on.
+All stamps are integer nanoseconds. Every input is validated before it touches any state.
+Errors are ``StreamError`` (a ``decode.DecodeError``, so a ``ValueError`` with a ``kind``)
+whose text is fit for a log line; the caller drops that input and carries on.
 """
 
 from __future__ import annotations
@@ -27,50 +30,102 @@ from typing import Any
 
 import numpy as np
 
+from imagebind_ros.decode import BAD_STAMP, OUT_OF_RANGE, STREAM_MISMATCH, DecodeError
+
 NS = 1_000_000_000
 
 
-class StreamError(ValueError):
-    """An input that does not fit its stream (rate, channels, stamp order)."""
+class StreamError(DecodeError):
+    """An input that does not fit its stream (rate, channels, stamp order, values); ``kind``
+    says which kind of fault (``decode.BAD_STAMP``, ``OUT_OF_RANGE``, ``STREAM_MISMATCH``...)."""
 
 
 # --------------------------------------------------------------------------- stamps
 
 
-class StampGate:
-    """Accept stamps that do not go backwards (equal is allowed, ``slack_ns`` of jitter too).
+@dataclass
+class Admitted:
+    """What ``StampGate.admit`` lets through: ``(stamp_ns, item)`` oldest first; ``rebased``
+    when they start a new time base (the caller restarts what it buffered)."""
 
-    After ``resync_after`` consecutive backward stamps the gate assumes the clock restarted
-    (a looping bag, a simulator reset), accepts that stamp and continues from it.
+    items: list[tuple[int, Any]]
+    rebased: bool = False
+
+
+class StampGate:
+    """Stamps that a hostile minority cannot move.
+
+    A stamp continues the stream when it lies within ``slack_ns`` before the newest accepted
+    one (or of ``expect_ns``, where the caller knows the exact next stamp, as audio does) and
+    no further ahead than ``steps`` times the stream's recent cadence plus the node time
+    elapsed since the last accepted stamp. Anything else (backwards, a jump ahead) is held
+    as a candidate time base and only accepted, with the items held, once ``agree`` in a row
+    agree with each other (a restarted bag or simulator, a real dropout); a continuing stamp
+    discards the candidates, so isolated hostile stamps never move the gate. Stamps <= 0 (never
+    set) and stamps more than ``max_ahead_ns`` ahead of the node clock are refused outright.
     """
 
-    def __init__(self, slack_ns: int = 0, resync_after: int = 10) -> None:
-        self.slack_ns = int(slack_ns)
-        self.resync_after = max(1, int(resync_after))
-        self.last_ns: int | None = None
-        self._backwards = 0
+    def __init__(self, slack_ns: int = 0, agree: int = 3, steps: float = 8.0,
+                 max_ahead_ns: int = NS) -> None:
+        self.slack_ns, self.agree = int(slack_ns), max(1, int(agree))
+        self.steps, self.max_ahead_ns = float(steps), int(max_ahead_ns)
         self.resyncs = 0
-
-    def check(self, stamp_ns: int) -> bool:
-        """True if the stamp is accepted; False means the clock was reset (accepted too).
-
-        Raises ``StreamError`` for a backward stamp that is dropped.
-        """
-        if self.last_ns is None or stamp_ns >= self.last_ns - self.slack_ns:
-            self._backwards = 0
-            self.last_ns = stamp_ns if self.last_ns is None else max(stamp_ns, self.last_ns)
-            return True
-        self._backwards += 1
-        if self._backwards >= self.resync_after:
-            self._backwards = 0
-            self.last_ns = stamp_ns
-            self.resyncs += 1
-            return False
-        raise StreamError(f"stamp goes backwards by {(self.last_ns - stamp_ns) / 1e6:.3f} ms "
-                          f"({stamp_ns / NS:.6f} s after {self.last_ns / NS:.6f} s)")
+        self.reset()
 
     def reset(self) -> None:
-        self.last_ns, self._backwards = None, 0
+        self.last_ns: int | None = None
+        self._last_now: int | None = None
+        self._cadence: float | None = None  # EMA of accepted forward steps, ns
+        self._held: list[tuple[int, Any, int | None]] = []
+
+    def _follows(self, stamp: int, last: int, last_now: int | None, now: int | None,
+                 expect: int | None) -> bool:
+        if expect is not None:
+            return abs(stamp - expect) <= self.slack_ns
+        if stamp < last - self.slack_ns:
+            return False
+        if self._cadence is None:
+            return True
+        elapsed = now - last_now if now is not None and last_now is not None else 0
+        return stamp - last <= self.steps * self._cadence + max(0, elapsed)
+
+    def admit(self, stamp_ns: int, item: Any = None, now_ns: int | None = None,
+              expect_ns: int | None = None) -> Admitted:
+        """Let ``item`` (stamped ``stamp_ns``, received at node time ``now_ns``) through, or
+        hold it; raises ``StreamError`` (kind ``BAD_STAMP``) for a held or refused stamp."""
+        stamp = int(stamp_ns)
+        if stamp <= 0:
+            raise StreamError(f"stamp {stamp / NS:.3f} s is not set (zero or negative); "
+                              "dropped", BAD_STAMP)
+        if now_ns is not None and self.max_ahead_ns and stamp - now_ns > self.max_ahead_ns:
+            raise StreamError(f"stamp is {(stamp - now_ns) / NS:.3f} s ahead of the node "
+                              "clock; dropped", BAD_STAMP)
+        if self.last_ns is None or self._follows(stamp, self.last_ns, self._last_now, now_ns,
+                                                 expect_ns):
+            self._held.clear()
+            self._accept(stamp, now_ns)
+            return Admitted([(stamp, item)])
+        tail = self._held[-1] if self._held else None
+        if tail is None or not self._follows(stamp, tail[0], tail[2], now_ns, None):
+            self._held.clear()
+        self._held.append((stamp, item, now_ns))
+        if len(self._held) < self.agree:
+            what = ("goes backwards by" if stamp < self.last_ns else "jumps ahead by")
+            raise StreamError(f"stamp {what} {abs(stamp - self.last_ns) / 1e6:.1f} ms; held "
+                              f"until {self.agree} in a row agree", BAD_STAMP)
+        held, self._held = self._held, []
+        self._cadence, self.last_ns = None, None
+        for s, _, n in held:
+            self._accept(s, n)
+        self.resyncs += 1
+        return Admitted([(s, it) for s, it, _ in held], rebased=True)
+
+    def _accept(self, stamp: int, now: int | None) -> None:
+        if self.last_ns is not None and stamp > self.last_ns:
+            step = stamp - self.last_ns
+            self._cadence = step if self._cadence is None else 0.9 * self._cadence + 0.1 * step
+        self.last_ns = stamp if self.last_ns is None else max(stamp, self.last_ns)
+        self._last_now = now
 
 
 # --------------------------------------------------------------------------- audio
@@ -88,28 +143,34 @@ class AudioWindow:
 class AudioWindower:
     """Audio chunks -> overlapping windows of ``window_s`` every ``hop_s`` (a ring buffer).
 
-    Chunk stamps name their first sample. The stream's own sample count is the clock: a chunk
-    whose stamp is within ``jitter_s`` of where the previous chunk ended continues it; up to
-    ``max_gap_s`` later, the gap is filled with zeros (lost packets); later still, the
-    buffer restarts (no window spans a long silence that never happened); earlier (overlap,
-    time going backwards) the chunk is refused, until ``resync_after`` such chunks in a row
-    say the clock was reset.
+    Each chunk is checked in this order before it touches any state: values (a sample beyond
+    ``max_abs`` drops the chunk, the rest is clipped to [-1, 1]), format, stamp. The format
+    (rate, channels) is the configured one where set, else the majority of the last ``vote``
+    chunks: a minority of other chunks is refused, and when another format holds the
+    majority the stream switches to it and its window restarts (``format_changes``). Chunk
+    stamps name their first sample and the stream's own sample count is the clock: a chunk
+    within ``jitter_s`` of where the previous one ended continues it; any other stamp waits
+    for ``agree`` chunks in a row to agree (``StampGate``), then a gap up to ``max_gap_s`` is
+    filled with zeros (lost packets) and anything else restarts the window.
     """
 
     def __init__(self, window_s: float = 2.0, hop_s: float = 0.5,
                  sample_rate: int | None = None, channels: int | None = None,
-                 jitter_s: float = 0.005, max_gap_s: float = 0.1,
-                 resync_after: int = 10) -> None:
+                 jitter_s: float = 0.005, max_gap_s: float = 0.1, agree: int = 3,
+                 max_abs: float = 2.0, vote: int = 25, max_ahead_s: float = 1.0) -> None:
         if window_s <= 0 or hop_s <= 0:
             raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
         self.window_s, self.hop_s = float(window_s), float(hop_s)
         self.jitter_s, self.max_gap_s = float(jitter_s), float(max_gap_s)
-        self.resync_after = int(resync_after)
+        self.max_abs = float(max_abs)
+        self.config_rate, self.config_channels = sample_rate, channels
         self.sample_rate, self.channels = sample_rate, channels
+        self._votes: collections.deque[tuple[int, int]] = collections.deque(maxlen=vote)
+        self._gate = StampGate(int(jitter_s * NS), agree, max_ahead_ns=int(max_ahead_s * NS))
         self.gaps_filled = 0
         self.restarts = 0
+        self.format_changes = 0
         self._buf: np.ndarray | None = None
-        self._backwards = 0
         self._reset_buffer()
 
     def _reset_buffer(self) -> None:
@@ -118,18 +179,36 @@ class AudioWindower:
         self._since_emit = 0  # frames pushed since the last window
         self._next_ns: int | None = None  # expected stamp of the next chunk's first sample
 
-    def _ensure(self, rate: int, channels: int) -> None:
-        if self.sample_rate is None:
-            self.sample_rate = rate
-        if self.channels is None:
-            self.channels = channels
-        if rate != self.sample_rate or channels != self.channels:
+    def _check_format(self, rate: int, channels: int) -> None:
+        """Refuse a chunk that is not the stream's format; switch on a new majority."""
+        for want, got, unit in ((self.config_rate, rate, "Hz"),
+                                (self.config_channels, channels, "ch")):
+            if want is not None and got != want:
+                raise StreamError(f"audio chunk is {got} {unit}, but this stream is configured "
+                                  f"to {want} {unit}; chunk dropped", STREAM_MISMATCH)
+        fmt = (rate, channels)
+        self._votes.append(fmt)
+        if self.sample_rate is None or self.channels is None:
+            self.sample_rate, self.channels = fmt
+        current = (self.sample_rate, self.channels)
+        if fmt == current:
+            return
+        if 2 * self._votes.count(fmt) <= len(self._votes):
             raise StreamError(f"audio chunk is {rate} Hz x {channels} ch, but this stream is "
-                              f"{self.sample_rate} Hz x {self.channels} ch; chunk dropped")
+                              f"{current[0]} Hz x {current[1]} ch; chunk dropped",
+                              STREAM_MISMATCH)
+        self.sample_rate, self.channels = fmt
+        self._buf = None
+        self._reset_buffer()
+        self._gate.reset()
+        self.format_changes += 1
+
+    def _ensure_buffer(self) -> None:
         if self._buf is None:
-            self.window_frames = int(round(self.window_s * rate))
-            self.hop_frames = max(1, int(round(self.hop_s * rate)))
-            self._buf = np.zeros((self.window_frames, channels), np.float32)
+            assert self.sample_rate is not None and self.channels is not None
+            self.window_frames = int(round(self.window_s * self.sample_rate))
+            self.hop_frames = max(1, int(round(self.hop_s * self.sample_rate)))
+            self._buf = np.zeros((self.window_frames, self.channels), np.float32)
 
     def _append(self, x: np.ndarray) -> None:
         assert self._buf is not None
@@ -142,23 +221,32 @@ class AudioWindower:
         self._write = (self._write + n) % cap
         self._filled = min(cap, self._filled + n)
 
-    def push(self, samples: np.ndarray, sample_rate: int, stamp_ns: int) -> AudioWindow | None:
-        """Add a chunk (float32 (frames, channels)); return the newest due window, if any."""
+    def push(self, samples: np.ndarray, sample_rate: int, stamp_ns: int,
+             now_ns: int | None = None) -> AudioWindow | None:
+        """Add a chunk (float32 (frames, channels)) received at node time ``now_ns``; return
+        the newest due window, if any. ``StreamError`` says why a chunk was dropped or held."""
         x = np.asarray(samples, np.float32)
         if x.ndim != 2 or x.shape[0] == 0:
             raise StreamError(f"audio chunk must be (frames, channels), got shape {x.shape}")
-        self._ensure(int(sample_rate), x.shape[1])
+        peak = float(np.max(np.abs(x)))
+        if not peak <= self.max_abs:  # also NaN
+            raise StreamError(f"audio chunk peaks at {peak:.3g} (limit {self.max_abs:g} of "
+                              "full scale); chunk dropped", OUT_OF_RANGE)
+        x = np.clip(x, -1.0, 1.0)
         rate = int(sample_rate)
+        self._check_format(rate, x.shape[1])
+        self._ensure_buffer()
+        admitted = self._gate.admit(stamp_ns, x, now_ns, self._next_ns)
+        window = None
+        for stamp, chunk in admitted.items:
+            window = self._place(chunk, rate, stamp) or window
+        return window
+
+    def _place(self, x: np.ndarray, rate: int, stamp_ns: int) -> AudioWindow | None:
+        """Append an admitted chunk: continue, fill a short gap, or restart."""
         if self._next_ns is not None:
             delta = (stamp_ns - self._next_ns) / NS
-            if delta < -self.jitter_s:
-                self._backwards += 1
-                if self._backwards < self.resync_after:
-                    raise StreamError(f"audio chunk stamp goes backwards or overlaps the "
-                                      f"previous chunk by {-delta * 1e3:.1f} ms; chunk dropped")
-                self._reset_buffer()
-                self.restarts += 1
-            elif delta > self.max_gap_s:
+            if delta < -self.jitter_s or delta > self.max_gap_s:
                 self._reset_buffer()
                 self.restarts += 1
             elif delta > self.jitter_s:
@@ -167,7 +255,6 @@ class AudioWindower:
                 self._since_emit += gap
                 self._next_ns += gap * NS // rate
                 self.gaps_filled += 1
-        self._backwards = 0
         start = stamp_ns if self._next_ns is None else self._next_ns
         self._append(x)
         self._since_emit += x.shape[0]
@@ -196,23 +283,26 @@ class ImuWindow:
 class ImuWindower:
     """IMU samples -> the last ``window_s`` seconds every ``hop_s`` seconds of stamp time.
 
-    Samples may arrive late by up to ``max_late_s`` (kept; ``imu_to_tensor`` sorts them);
-    later than that they are refused as stamps going backwards (``resync_after`` in a row
-    restart the buffer: a reset clock). A jump forward of more than ``max_gap_s`` restarts
-    the buffer, shorter gaps are interpolated by ``imu_to_tensor``. A window is due once the
-    buffer spans ``min_coverage`` of ``window_s``. At most ``max_samples`` are held, so
-    broken stamps (all equal, say) cannot grow memory.
+    A sample beyond ``max_accel`` (m/s^2) or ``max_gyro`` (rad/s) on any axis is dropped
+    alone, before it touches the window. Samples may arrive late by up to ``max_late_s``
+    (kept; ``imu_to_tensor`` sorts them); other stamps that do not continue the stream wait
+    for ``agree`` in a row to agree (``StampGate``): then a jump forward of more than
+    ``max_gap_s`` or a reset clock restarts the buffer, and shorter gaps are interpolated by
+    ``imu_to_tensor``. A window is due once the buffer spans ``min_coverage`` of
+    ``window_s``. At most ``max_samples`` are held, so broken stamps cannot grow memory.
     """
 
     def __init__(self, window_s: float = 5.0, hop_s: float = 0.5, max_late_s: float = 0.1,
-                 max_gap_s: float = 0.5, min_coverage: float = 0.95, resync_after: int = 20,
-                 max_samples: int = 20000) -> None:
+                 max_gap_s: float = 0.5, min_coverage: float = 0.95, agree: int = 3,
+                 max_samples: int = 20000, max_accel: float = 160.0, max_gyro: float = 35.0,
+                 max_ahead_s: float = 1.0) -> None:
         if window_s <= 0 or hop_s <= 0:
             raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
         self.window_ns, self.hop_ns = int(window_s * NS), int(hop_s * NS)
         self.max_late_ns, self.max_gap_ns = int(max_late_s * NS), int(max_gap_s * NS)
         self.min_coverage = float(min_coverage)
-        self._gate = StampGate(self.max_late_ns, resync_after)
+        self.limits = np.array([max_accel] * 3 + [max_gyro] * 3, np.float64)
+        self._gate = StampGate(self.max_late_ns, agree, max_ahead_ns=int(max_ahead_s * NS))
         self._buf: collections.deque[tuple[int, np.ndarray]] = collections.deque(
             maxlen=max_samples)
         self._last_emit_ns: int | None = None
@@ -222,14 +312,27 @@ class ImuWindower:
     def newest_ns(self) -> int | None:
         return self._gate.last_ns
 
-    def push(self, sample: np.ndarray, stamp_ns: int) -> ImuWindow | None:
-        """Add one (6,) sample; return the window if one is due."""
+    def push(self, sample: np.ndarray, stamp_ns: int, now_ns: int | None = None
+             ) -> ImuWindow | None:
+        """Add one (6,) sample received at node time ``now_ns``; return the window if one is
+        due. ``StreamError`` says why a sample was dropped or held."""
+        x = np.asarray(sample, np.float64).reshape(-1)
+        if x.shape != (6,):
+            raise StreamError(f"IMU sample must have 6 values, got {x.size}")
+        if not np.all(np.abs(x) <= self.limits):  # also NaN
+            raise StreamError(f"IMU sample {np.array2string(x, precision=3)} is beyond the "
+                              f"sensor range (|accel| <= {self.limits[0]:g} m/s^2, |gyro| <= "
+                              f"{self.limits[3]:g} rad/s); sample dropped", OUT_OF_RANGE)
         prev = self._gate.last_ns
-        if not self._gate.check(stamp_ns):
+        admitted = self._gate.admit(stamp_ns, x, now_ns)
+        if admitted.rebased:
             self._restart()
-        elif prev is not None and stamp_ns - prev > self.max_gap_ns:
-            self._restart()
-        self._buf.append((stamp_ns, np.asarray(sample, np.float64)))
+            prev = None
+        for stamp, s in admitted.items:
+            if prev is not None and stamp - prev > self.max_gap_ns:
+                self._restart()
+            prev = stamp if prev is None else max(prev, stamp)
+            self._buf.append((stamp, s))
         newest = self._gate.last_ns
         assert newest is not None
         horizon = newest - self.window_ns - self.max_late_ns
@@ -237,7 +340,7 @@ class ImuWindower:
             self._buf.popleft()
         # arrival order is time order up to max_late_ns: the first sample stands for the
         # oldest (O(1) per sample at 200 Hz instead of a scan of the window)
-        if newest - self._buf[0][0] < self.min_coverage * self.window_ns:
+        if not self._buf or newest - self._buf[0][0] < self.min_coverage * self.window_ns:
             return None
         if self._last_emit_ns is not None and newest - self._last_emit_ns < self.hop_ns:
             return None
@@ -265,6 +368,8 @@ class _Slot:
     received: int = 0
     dropped: int = 0
     processed: int = 0
+    displaced: collections.deque = field(default_factory=collections.deque)
+    spares: list = field(default_factory=list)
 
 
 @dataclass
@@ -282,10 +387,14 @@ class Mailbox:
 
     ``put`` (from subscription callbacks) never blocks: an unprocessed older item in the
     slot is replaced and counted as dropped. ``take`` (the worker) waits until at least one
-    slot is full and allowed by its maximum rate, then empties all such slots at once.
+    slot is full and allowed by its maximum rate, then empties all such slots at once. The
+    last ``spares`` items a taken one displaced stay available (``spares(key)``, newest
+    first), so a worker that cannot use the newest (a corrupt frame) falls back to the newest
+    usable one instead of losing them all to a flood.
     """
 
     max_rates: dict[str, float] = field(default_factory=dict)
+    spare_count: int = 2
     clock: Callable[[], float] = time.monotonic
     _slots: dict[str, _Slot] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -314,6 +423,9 @@ class Mailbox:
             replaced = slot.full
             if replaced:
                 slot.dropped += 1
+                slot.displaced.append(slot.item)
+                while len(slot.displaced) > self.spare_count:
+                    slot.displaced.popleft()
             slot.item, slot.full = item, True
             self._cond.notify_all()
             return not replaced
@@ -332,6 +444,8 @@ class Mailbox:
                         s = self._slots[k]
                         out.append((k, s.item))
                         s.item, s.full = None, False
+                        s.spares = list(reversed(s.displaced))
+                        s.displaced.clear()
                         s.processed += 1
                         s.last_taken = now
                     return out
@@ -344,6 +458,15 @@ class Mailbox:
                     return []
                 self._cond.wait(wait)
             return []
+
+    def spares(self, key: str) -> list[Any]:
+        """The items the last taken item of ``key`` displaced, newest first (once)."""
+        with self._cond:
+            slot = self._slots.get(key)
+            if slot is None:
+                return []
+            out, slot.spares = slot.spares, []
+            return out
 
     def close(self) -> None:
         """Wake and stop the worker."""

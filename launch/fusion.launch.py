@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from imagebind_ros.ros.model_params import MODEL_NODES, demo_model_default
 from imagebind_ros.ros.runner import read_params
 
 try:
@@ -77,7 +78,6 @@ SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
 # launch argument -> [(node, parameter)] it sets
 # (every model-holding node gets the model arguments: equal values share one model in
 # `imagebind-ros run`, and a launch never starts a detector on another model than the encoder)
-MODEL_NODES = ("encoder_node", "detector_node", "memory_node", "fusion_node")
 CONTAINER = "graph_container"
 NOT_PARAMETERS = {"params_file", "container"}  # arguments that set no node parameter
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
@@ -128,17 +128,21 @@ def file_parameters(params_file: str, node: str, cwd: str, share: str) -> dict[s
 
 
 def node_parameters(values: dict[str, str], node: str, params_file: str, cwd: str,
-                    share: str) -> dict[str, Any]:
+                    share: str, demo: str | None = None) -> dict[str, Any]:
     """What the launch sets on ``node`` on top of the params file: absolute file paths and
-    the non-empty launch arguments (these win)."""
-    return {**file_parameters(params_file, node, cwd, share), **overrides(values, node)}
+    the non-empty launch arguments (these win); ``demo`` as a model node's checkpoint."""
+    out = {**file_parameters(params_file, node, cwd, share), **overrides(values, node)}
+    if demo and node in MODEL_NODES:
+        out["checkpoint"] = demo
+    return out
 
 
 def container_sections(values: dict[str, str], nodes: list[str], params_file: str, cwd: str,
-                       share: str) -> dict[str, Any]:
+                       share: str, demo: str | None = None) -> dict[str, Any]:
     """``node_parameters`` of each hosted node as a parameter file's node sections (the
     container is one process: a plain dict would set every node's parameters alike)."""
-    return {node: {"ros__parameters": node_parameters(values, node, params_file, cwd, share)}
+    return {node: {"ros__parameters": node_parameters(values, node, params_file, cwd, share,
+                                                      demo)}
             for node in nodes}
 
 
@@ -155,20 +159,24 @@ def _nodes(context: LaunchContext) -> list[Any]:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config",
                                                             "fastdds_large_data.xml")
     selected = [node for switch, node in SWITCHES.items() if _is_on(values[switch])]
-    hosted = [n for n in selected if n in MODEL_NODES] if _is_on(values["container"]) else []
+    models = [n for n in selected if n in MODEL_NODES]
+    demo = (demo_model_default({n: {**read_params([params_file], n), **overrides(values, n)}
+                                for n in models})
+            if "sim_sensors_node" in selected and models else None)
+    hosted = models if _is_on(values["container"]) else []
     actions = []
     if hosted:
         with tempfile.NamedTemporaryFile("w", prefix="imagebind_ros_container_",
                                          suffix=".yaml", delete=False) as f:
             yaml.safe_dump(container_sections(values, hosted, params_file, os.getcwd(),
-                                              share), f)
+                                              share, demo), f)
         actions.append(Node(package=PACKAGE, executable=CONTAINER, output="screen",
                             arguments=["--nodes", ",".join(hosted)],
                             parameters=[params_file, f.name], additional_env=env))
     return actions + [
         Node(package=PACKAGE, executable=node, name=node, output="screen",
-             parameters=[params_file,
-                         node_parameters(values, node, params_file, os.getcwd(), share)],
+             parameters=[params_file, node_parameters(values, node, params_file, os.getcwd(),
+                                                      share, demo)],
              additional_env=env)
         for node in selected if node not in hosted]
 

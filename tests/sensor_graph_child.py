@@ -44,7 +44,8 @@ def main() -> None:
     rclpy.init()
     variant = sys.argv[2]
     msg_type = "AudioStamped" if variant == "mgonzs13" else "AudioDataStamped"
-    common = {"checkpoint": sys.argv[1], "stats_period_s": 0.0, "vision.max_rate_hz": 0.0,
+    common = {"checkpoint": sys.argv[1], "stats_period_s": 0.0, "warn_period_s": 1.0,
+              "vision.max_rate_hz": 0.0,
               "depth.max_rate_hz": 0.0, "thermal.max_rate_hz": 0.0}
     raw = EncoderNode(namespace="raw", parameter_overrides=params({
         **common, "audio.msg_type": f"audio_common_msgs/msg/{msg_type}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import torch
 
 from ros_required import require
 
+from imagebind_ros import modalities
+from imagebind_ros import preprocess as pp
+from imagebind_ros.decode import Sound
 from imagebind_ros.inference import BackendUnavailable, create_backend
 from imagebind_ros.inference.export import export_onnx
 from imagebind_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
@@ -21,7 +25,7 @@ from imagebind_ros.model import create_model
 require("onnxscript", "torch's dynamo ONNX exporter needs it")
 require("onnxruntime")
 
-MODS = ("vision", "text", "imu")
+MODS = ("vision", "text", "audio", "imu")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +60,24 @@ def test_onnxruntime_fp32_matches_torch(model: torch.nn.Module, onnx_dir: Path,
                                rtol=0)
 
 
+def test_live_audio_window_runs_one_clip_and_matches_three_identical_clips(
+        model: torch.nn.Module, onnx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2-s window is encoded as one clip on every runtime, and its embedding is the one
+    of the reference's three clips of the same samples (the model's clip average)."""
+    sr = 16000
+    window = (0.3 * np.sin(np.arange(2 * sr) * 0.07)).astype(np.float32)
+    want = model.encode("audio", pp.audio_to_tensor(window, sr, model.config.audio)[None])
+    x = modalities.to_batch("audio", [Sound(window, sr)], model.config)
+    for backend in (create_backend("torch", model=model, device="cpu"),
+                    create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=["audio"])):
+        rows: list[int] = []
+        run = backend._run
+        monkeypatch.setattr(backend, "_run", lambda m, a: rows.append(len(a)) or run(m, a))
+        got = backend.encode("audio", x)
+        assert rows == [1]
+        np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-5, rtol=0)
+
+
 def test_torch_backend_is_the_model(model: torch.nn.Module) -> None:
     backend = create_backend("torch", model=model, device="cpu")
     assert backend.name == "torch" and backend.modalities == model.modalities
@@ -67,7 +89,7 @@ def test_torch_backend_is_the_model(model: torch.nn.Module) -> None:
 
 def test_reduced_precisions_stay_close(model: torch.nn.Module, onnx_dir: Path) -> None:
     ref = create_backend("torch", model=model, device="cpu")
-    bf16 = create_backend("torch", model=model, device="cpu", precision="bf16")
+    bf16 = create_backend("torch", model=copy.deepcopy(model), device="cpu", precision="bf16")
     int8 = create_backend("onnxruntime", onnx_dir=onnx_dir, precision="int8")
     for m in MODS:
         x = _x(model, m, 6, seed=4)
@@ -79,6 +101,28 @@ def test_reduced_precisions_stay_close(model: torch.nn.Module, onnx_dir: Path) -
             assert np.abs(got - want).max() > 1e-4
         # Unit norm holds whatever the arithmetic precision.
         np.testing.assert_allclose(np.linalg.norm(int8.encode(m, x), axis=1), 1.0, atol=1e-6)
+
+
+def test_bf16_holds_matmul_weights_in_bf16_and_casts_none_per_call(
+        model: torch.nn.Module) -> None:
+    """bf16 weights are cast once (no weight-sized copy per call, which autocast makes for
+    fp32 weights), LayerNorms stay fp32, and the result stays within bf16 rounding."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ref = create_backend("torch", model=model, device="cpu")
+    own = copy.deepcopy(model)
+    bf16 = create_backend("torch", model=own, device="cpu", precision="bf16")
+    fc1 = own.modality_trunks["vision"].blocks[0].mlp.fc1
+    norm = own.modality_trunks["vision"].blocks[0].norm_1
+    assert fc1.weight.dtype == torch.bfloat16 and norm.weight.dtype == torch.float32
+    weights = {tuple(p.shape) for p in own.parameters() if p.ndim >= 2}
+    for m in ("vision", "audio"):
+        x = _x(model, m, 2, seed=8)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            got = bf16.encode(m, x)
+        casts = {tuple(e.input_shapes[0]) for e in prof.events() if e.name == "aten::_to_copy"}
+        assert casts and not weights & casts, casts  # inputs are cast, weights are not
+        assert _cos(got, ref.encode(m, x)).min() >= 0.999
 
 
 def test_batches_are_split_at_max_batch(model: torch.nn.Module, onnx_dir: Path) -> None:
@@ -123,8 +167,8 @@ def test_create_backend_errors(model: torch.nn.Module, onnx_dir: Path) -> None:
         create_backend("onnxruntime", onnx_dir=onnx_dir, precision="bf16")
     with pytest.raises(ValueError, match="int8 runs on the onnxruntime backend"):
         create_backend("torch", model=model, precision="int8")
-    with pytest.raises(KeyError, match=r"\['audio'\] are not in export"):
-        create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=["audio"])
+    with pytest.raises(KeyError, match=r"\['depth'\] are not in export"):
+        create_backend("onnxruntime", onnx_dir=onnx_dir, modalities=["depth"])
     with pytest.raises(BackendUnavailable, match="no backend can run here"):
         create_backend("auto")
 

@@ -155,13 +155,13 @@ def normalise(img: np.ndarray, vision) -> torch.Tensor:  # noqa: ANN001
 
 @pytest.fixture(scope="module")
 def dense_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
-    """tiny's vision encoder exported with two dense graphs (one tracing each)."""
+    """tiny's vision and text encoders exported with two dense graphs (one tracing each)."""
     pytest.importorskip("onnxruntime")
     from imagebind_ros.inference.export import export_onnx
 
     model = tiny()
     out = tmp_path_factory.mktemp("dense_onnx")
-    export_onnx(model, ["vision"], out, progress=False, verify=False,
+    export_onnx(model, ["vision", "text"], out, progress=False, verify=False,
                 dense=["maskclip", "naclip"])
     return model, out
 
@@ -212,6 +212,32 @@ def test_dense_graph_refusals(dense_export: tuple, tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="dense entry 'maskclip'"):
         OnnxRuntimeBackend(bad)
     (bad / "manifest.json").write_text(text)
-    (bad / "vision_dense_naclip.onnx").write_bytes(b"x")
+    # a dense graph is the vision encoder's: hashed by a backend with vision, not by one
+    # of text alone
+    f = bad / "vision_dense_naclip.onnx"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF  # same size, different content
+    f.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="vision_dense_naclip.onnx does not match"):
+        OnnxRuntimeBackend(bad, modalities=["vision"])
+    assert OnnxRuntimeBackend(bad, modalities=["text"]).dense_variants == ()
+    f.write_bytes(b"x")
     with pytest.raises(ManifestError, match="vision_dense_naclip.onnx has 1 bytes"):
         OnnxRuntimeBackend(bad, verify=False)
+
+
+def test_torch_bf16_backend_runs_the_dense_read_out_on_its_bf16_weights() -> None:
+    """bf16 holds the vision matmul weights in bf16 (cast once); the dense read-out runs
+    them under the backend's autocast and stays within bf16 rounding of fp32 torch."""
+    from imagebind_ros.inference import create_backend
+
+    model = tiny()
+    want_model = tiny()  # an fp32 copy with the same seed, untouched by the cast
+    bf16 = create_backend("torch", model=model, device="cpu", precision="bf16",
+                          modalities=["vision"])
+    x = torch.randn(1, 3, 112, 168, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        want = DenseVisionEncoder(want_model, "naclip").eval()(x).numpy()
+    got = bf16.encode_dense(x.numpy(), "naclip")
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert float((got * want).sum(-1).min()) > 0.99

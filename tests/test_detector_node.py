@@ -271,11 +271,14 @@ def test_prompt_topics_bad_inputs_and_clearing(graph: Any, offline: Any) -> None
     assert dets.detections == []
 
 
-def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any,
-                                                                 offline: Any) -> None:
+def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any, offline: Any,
+                                                                 checkpoint: Path) -> None:
+    """Also hostile embeddings: the modality is the topic's whatever the body says, and
+    empty or foreign model ids are refused (the reference memory never sees them)."""
     _, h = graph
     cfg = offline.config
     ref = EmbeddingMemory(capacity=20)
+    model_id = f"{checkpoint.name}:{cfg.name}"
     samples = WORLD.dataset(24, split="test", seed=3,
                             modalities=("vision", "depth", "audio"))
     for i, s in enumerate(samples):
@@ -288,11 +291,21 @@ def test_memory_answers_text_and_arithmetic_queries_like_offline(graph: Any,
                     s.audio, WORLD.sample_rate, cfg.audio)[None])}
         for m, v in vecs.items():
             header = cv.make_header(stamp, f"{m}_frame")
-            h.emb[m].publish(Embedding(header=header, modality=m, vector=v[0].tolist()))
-            h.zs[m].publish(ZeroShot(header=header, modality=m,
-                                     results=[ClassHypothesis(class_id=s.label, score=1.0)]))
+            for body, mid in (("bogus", ""), (f"random{i}", "foreign.pt:x"), (m, "")):
+                h.emb[m].publish(Embedding(header=header, modality=body, model_id=mid,
+                                           vector=v[0].tolist()))
+            h.emb[m].publish(Embedding(header=header, modality="bogus" if m == "depth" else m,
+                                       vector=v[0].tolist(), model_id=model_id))
             ref.add(v[0], m, stamp, f"{m}_frame", label=s.label)
-    time.sleep(1.5)
+            time.sleep(0.02)  # within the reliable queue depth (10) of each topic
+    time.sleep(1.0)  # labels attach to stored items: after the embeddings (other topics)
+    for i, s in enumerate(samples):
+        for m in ("vision", "depth", "audio"):
+            h.zs[m].publish(ZeroShot(header=cv.make_header(9_000 * NS + i * NS, f"{m}_frame"),
+                                     modality=m,
+                                     results=[ClassHypothesis(class_id=s.label, score=1.0)]))
+        time.sleep(0.01)
+    time.sleep(1.0)
 
     def same(resp: Any, want: list) -> None:
         assert resp.success, resp.message

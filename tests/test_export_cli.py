@@ -85,7 +85,7 @@ def test_damaged_checkpoint_is_one_line(tmp_path: Path,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--preset", "tiny", "--modalities", "vision,sonar"], "cannot export modalities"),
+    (["--preset", "tiny", "--modalities", "vision,sonar"], "modality 'sonar' is not in model"),
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--preset", "tiny", "--opset", "17"], "opset 17"),
     (["--preset", "tiny", "--modalities", ","], "--modalities is empty"),

@@ -32,6 +32,7 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.time import Time  # noqa: E402
 
 from imagebind_ros import fusion  # noqa: E402
 from imagebind_ros import preprocess as pp  # noqa: E402
@@ -52,6 +53,7 @@ NS = 1_000_000_000
 SIM_MAIN = "import sys; from imagebind_ros.ros.sim_sensors_node import main; sys.exit(main())"
 SEED = 5  # the simulated world and stream of both sensor processes
 TIMEOUT_S = 2.0  # vision.timeout_s of the DDS test (generous: 2 loaded cores)
+SIM_NOW_NS = 1_000 * NS  # the in-process node's simulated clock, which stands still
 
 
 def _domain() -> int:
@@ -188,8 +190,12 @@ class Recorder:
         self.msgs.append(msg)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def node() -> Any:
+    """A fresh node per test on a simulated clock (use_sim_time) that stands still: its
+    synchroniser keeps the last set's stamp and every sensor's newest, so a shared node let
+    one test's stamps (60 ms ahead) make the next test's late on a fast machine, or time
+    its sensors out on a loaded one."""
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=_domain() + 1)
     n = FusionNode(context=ctx, parameter_overrides=[
@@ -198,7 +204,9 @@ def node() -> Any:
         Parameter("labels", Parameter.Type.STRING_ARRAY, LABELS),
         Parameter("templates", Parameter.Type.STRING_ARRAY, TEMPLATES),
         Parameter("thermal.enabled", value=False), Parameter("diagnostics.period_s", value=0.0),
-        Parameter("slop_s", value=0.1), Parameter("threads", value=1)])
+        Parameter("slop_s", value=0.1), Parameter("threads", value=1),
+        Parameter("use_sim_time", value=True)])
+    n.get_clock().set_ros_time_override(Time(nanoseconds=SIM_NOW_NS))
     n._pubs = {k: Recorder() for k in n._pubs}
     try:
         yield n
@@ -212,6 +220,7 @@ def sensor_embeddings(node: Any, class_id: int) -> dict[str, np.ndarray]:
     preprocesses them)."""
     world = SyntheticWorld(image_size=64)
     s = world.sample(class_id, np.random.default_rng(class_id))
+    node.shared.add(None)  # the fusion node loads only text; here every sensor is embedded
     cfg = node.shared.config
     x = {"vision": pp.image_to_tensor(s.image, cfg.modality("vision")),
          "audio": pp.audio_to_tensor(s.audio, world.sample_rate, cfg.modality("audio")),
@@ -237,8 +246,6 @@ def test_node_publishes_the_library_fusion_of_its_inputs(node: Any) -> None:
     stamps = {"vision": base, "audio": base + 30_000_000, "depth": base + 10_000_000,
               "imu": base + 60_000_000}
     pubs = node._pubs
-    for p in pubs.values():
-        p.msgs.clear()
     for m, t in stamps.items():
         node.on_embedding(m, embedding_msg(node, m, emb[m], t))
     # the set is complete once every enabled sensor has a message: no waiting for timeouts
@@ -272,20 +279,23 @@ def test_bad_embeddings_are_dropped_with_one_warning(node: Any) -> None:
     emb = sensor_embeddings(node, class_id=0)
     pubs = node._pubs
     before = {m: node.stats[m].invalid for m in ("vision", "audio")}
-    warnings = node._warn.count
+    warnings = node._warn.counts()
     t = node.get_clock().now().nanoseconds
     bad = [embedding_msg(node, "vision", emb["vision"], t, model_id="other.pt:x"),
            embedding_msg(node, "vision", emb["vision"][:-1], t + 1),
            embedding_msg(node, "audio", np.full_like(emb["audio"], np.nan), t + 2),
            embedding_msg(node, "audio", np.zeros_like(emb["audio"]), t + 3)]
-    n = len(pubs["contributors"].msgs)
     for msg in bad:
         node.on_embedding(msg.modality, msg)
     assert node.stats["vision"].invalid - before["vision"] == 2
     assert node.stats["audio"].invalid - before["audio"] == 2
-    assert node._warn.count - warnings == 4  # each problem reported (rate-limited by kind)
-    assert len(pubs["contributors"].msgs) == n  # nothing fused from them
-    assert node.stats["vision"].newest_ns != t
+    counts = node._warn.counts()  # each problem counted by topic (the log is rate-limited)
+    for m in ("vision", "audio"):
+        topic = f"embeddings/{m}"
+        assert (counts[topic]["malformed"]
+                - warnings.get(topic, {}).get("malformed", 0)) == 2, counts
+    assert not pubs["contributors"].msgs  # nothing fused from them
+    assert node.stats["vision"].newest_ns is None and node.stats["audio"].newest_ns is None
 
 
 def test_set_labels_changes_what_is_fused(node: Any) -> None:
@@ -301,10 +311,10 @@ def test_set_labels_changes_what_is_fused(node: Any) -> None:
     emb = sensor_embeddings(node, class_id=0)  # dog
     base = node.get_clock().now().nanoseconds
     pubs = node._pubs
-    n = len(pubs["zero_shot"].msgs)
     for i, m in enumerate(("vision", "audio", "depth", "imu")):
         node.on_embedding(m, embedding_msg(node, m, emb[m], base + i * 1_000_000))
-    (zs,) = pubs["zero_shot"].msgs[n:]
+    (zs,), (contrib,) = pubs["zero_shot"].msgs, pubs["contributors"].msgs
+    assert sorted(contrib.modalities) == ["audio", "depth", "imu", "vision"], contrib
     assert [h.class_id for h in zs.results] == ["dog", "kettle"]
     assert abs(sum(h.score for h in zs.results) - 1) < 1e-6
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from imagebind_ros.embedder import Embedder
-from imagebind_ros.memory import NS, EmbeddingMemory, combine
+from imagebind_ros.memory import MAX_TEXT, NS, EmbeddingMemory, combine
 from imagebind_ros.model import create_model, get_config
 from imagebind_ros.synthetic import SyntheticWorld
 
@@ -212,3 +212,25 @@ def test_audio_query_returns_images_and_depth_maps_of_the_sounding_class() -> No
     assert all(top1), f"top-1 wrong for classes {[c for c, ok in zip(classes, top1) if not ok]}"
     assert np.mean(top3) >= 0.9, f"precision@3 {np.mean(top3):.2f}"
     assert np.mean(anywhere) >= 7 / 8
+
+
+def test_hostile_items_cannot_grow_a_strict_memory() -> None:
+    """Random modality strings, empty or foreign model ids, huge frame ids and a huge
+    first vector are refused or cut: the bytes held stay those of the allowed rings."""
+    mem = EmbeddingMemory(capacity=10, modalities=("vision", "audio"), strict=True)
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        name = "".join(rng.choice(list("abcxyz"), 12))
+        with pytest.raises(ValueError, match="not stored here"):
+            mem.add(rng.normal(size=8), name, i + 1, model_id="m")
+    with pytest.raises(ValueError, match="no model_id"):
+        mem.add(np.ones(8), "vision", 1)
+    with pytest.raises(ValueError, match="at most"):
+        mem.add(np.ones(10**5), "vision", 1, model_id="m")
+    for i in range(50):
+        mem.add(rng.normal(size=8), "vision", i + 1, "f" * 10**5, model_id="m")
+    with pytest.raises(ValueError, match="not comparable"):
+        mem.add(np.ones(8), "audio", 1, model_id="other")
+    assert mem.counts() == {"vision": 10} and mem.dim == 8
+    held = sum(r.vectors.nbytes + sum(map(len, r.frames)) for r in mem._rings.values())
+    assert held <= 10 * 8 * 4 + 10 * MAX_TEXT

@@ -41,6 +41,8 @@ CASES = {
     "thermal": (COUNTS, lambda: P.thermal_to_tensor(COUNTS, CFG.thermal)),
     "imu": (ImuSamples(MOTION, TIMES), lambda: P.imu_to_tensor(MOTION, TIMES, CFG.imu)),
 }
+# what a batch row is where it differs from to_tensor: a 1.5-s sound is one clip
+BATCH_ROW = {"audio": lambda: P.audio_window_to_tensor(WAVE, 8000, CFG.audio)}
 
 
 def test_one_spec_per_modality_of_the_package_and_the_model() -> None:
@@ -56,8 +58,9 @@ def test_raw_input_becomes_what_preprocess_gives(modality: str) -> None:
     want = reference()
     got = modalities.to_tensor(modality, raw, CFG)
     assert got.dtype == want.dtype and torch.equal(got, want)
+    row = BATCH_ROW.get(modality, reference)()
     batch = modalities.to_batch(modality, [raw, raw], CFG)
-    assert batch.shape == (2, *want.shape) and torch.equal(batch[1], want)
+    assert batch.shape == (2, *row.shape) and torch.equal(batch[1], row)
     assert tuple(want.shape) == modalities.sample_shape(CFG, modality)
     assert np.dtype(modalities.input_dtype(modality)) == np.dtype(str(want.dtype)[6:])
 
@@ -160,3 +163,28 @@ def test_validation_adds_the_batch_axis_and_casts() -> None:
     assert one.shape == (1, 6, 2000) and one.dtype == np.float32 and one.flags.c_contiguous
     ids = modalities.spec("text").validate(np.ones((2, 77), np.int32), CFG)
     assert ids.dtype == np.int64
+
+
+def test_audio_batches_take_one_clip_for_sounds_no_longer_than_a_clip() -> None:
+    """Live windows (<= clip_duration) are one clip, longer recordings the reference's
+    clips; a short sound batched with a long one repeats its clip (the reference's three
+    clips of a short sound hold the same samples)."""
+    sr, cfg = 16000, CFG.audio
+    t = np.arange(int(3.5 * sr)) / sr
+    long = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    window = long[:2 * sr]  # exactly clip_duration
+    one = modalities.to_batch("audio", [Sound(window, sr)], CFG)
+    reference = P.audio_to_tensor(window, sr, cfg)  # three clips of the same 2 s
+    assert one.shape == (1, 1, *reference.shape[1:])
+    torch.testing.assert_close(one[0, 0], reference[0], rtol=0, atol=0)  # first clip: exact
+    torch.testing.assert_close(one[0, 0], reference[2], rtol=0, atol=1e-5)
+    both = modalities.to_batch("audio", [Sound(window, sr), Sound(long, sr)], CFG)
+    assert both.shape == (2, 3, *reference.shape[1:])
+    assert torch.equal(both[1], P.audio_to_tensor(long, sr, cfg))
+    assert all(torch.equal(both[0, i], one[0, 0]) for i in range(3))
+    # 1 .. clips_per_video clips pass validation; 0 or 4 clips do not
+    spec = modalities.spec("audio")
+    assert spec.validate(one, CFG).shape == one.shape
+    for clips in (0, 4):
+        with pytest.raises(ValueError, match=r"audio input must be \(B, 1\.\.3, 1, 128, 204\)"):
+            spec.validate(np.zeros((1, clips, 1, 128, 204), np.float32), CFG)

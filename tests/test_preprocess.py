@@ -75,6 +75,25 @@ def test_load_image_converts_to_rgb(tmp_path: Path) -> None:
     assert (g == 77).all() and (a == 9).all()
 
 
+def test_image_loaders_never_reach_ghostscript(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An EPS (or PDF) file named by a query is refused before any interpreter runs; the
+    raster formats still load."""
+    from PIL import EpsImagePlugin
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("Ghostscript ran")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", boom)
+    eps = tmp_path / "x.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\nshowpage\n")
+    for load in (P.load_image, P.load_depth, P.load_thermal):
+        with pytest.raises(OSError):
+            load(eps)
+    Image.fromarray(np.full((4, 6), 5, np.uint8)).save(tmp_path / "t.tif")
+    assert (P.load_image(tmp_path / "t.tif") == 5).all()
+
+
 # --------------------------------------------------------------------------- text
 
 # Produced by running the reference ImageBind SimpleTokenizer (imagebind/bpe vocabulary,

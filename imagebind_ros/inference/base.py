@@ -10,6 +10,7 @@ import this module and ``manifest``; ``factory.create_backend`` imports them laz
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -100,25 +101,40 @@ class Backend(ABC):
         return self.config.out_embed_dim
 
     def sample_shape(self, modality: str) -> tuple[int, ...]:
-        return spec(modality).sample_shape(self.config)
+        """One row of ``_run``'s input: a clip for audio (``ModalitySpec.encoder_shape``)."""
+        return spec(modality).encoder_shape(self.config)
 
     def describe(self) -> str:
         """One line for logs: runtime, precision and modalities."""
         return f"{self.name} {self.precision} ({', '.join(self.modalities)})"
 
     def encode(self, modality: str, batch: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Unit-norm float32 embeddings (B, out_dim) of a preprocessed batch."""
+        """Unit-norm float32 embeddings (B, out_dim) of a preprocessed batch.
+
+        Clip modalities (audio) run every clip as a row and average the unit clip
+        embeddings, as the model does (a common logit scale does not change the direction),
+        so a one-clip live window costs one clip on every runtime.
+        """
         x = self._validate(modality, batch)
         if x.shape[0] == 0:
             return np.zeros((0, self.out_dim), np.float32)
+        b = x.shape[0]
+        if spec(modality).clips:
+            x = x.reshape(-1, *x.shape[2:])
         step = self.max_batch or x.shape[0]
         out = np.concatenate([np.asarray(self._run(modality, x[i:i + step]), np.float32)
                               for i in range(0, x.shape[0], step)])
+        out = out.reshape(b, -1, out.shape[-1]).mean(axis=1)
         norms = np.linalg.norm(out, axis=-1, keepdims=True)
         if not np.all(np.isfinite(out)) or not np.all(norms > 0):
             raise FloatingPointError(f"{self.describe()} produced non-finite or zero "
                                      f"embeddings for {modality} (reduced-precision overflow?)")
         return out / norms
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """The torch context that callers running the backend's torch model themselves
+        need (torch reduced precision); nothing for the other runtimes."""
+        return contextlib.nullcontext()
 
     @property
     def dense_variants(self) -> tuple[str, ...]:
@@ -147,7 +163,7 @@ class Backend(ABC):
         """Run every modality once, so first-call costs (allocation, autotuning) happen now."""
         gen = torch.Generator().manual_seed(0)
         for m in self.modalities:
-            self.encode(m, spec(m).example(self.config, batch, gen))
+            self.encode(m, spec(m).example(self.config, batch, gen, clips=1))
 
     @abstractmethod
     def _run(self, modality: str, x: np.ndarray) -> np.ndarray:

@@ -1,8 +1,11 @@
 """ONNX export of the modality encoders (writes what ``manifest`` describes and reads).
 
 One ONNX file per modality: the preprocessed tensor in (dynamic batch), the unit-norm
-embedding out. Feature extraction (fbank, resizing, tokenising) stays outside the graph, in
-``imagebind_ros.preprocess``, so every backend shares one preprocessing implementation.
+embedding out. The audio graph takes one clip per row (``ModalitySpec.encoder_shape``):
+``Backend.encode`` runs a recording's clips as rows and averages them, so a live window
+costs one clip on every runtime. Feature extraction (fbank, resizing, tokenising) stays
+outside the graph, in ``imagebind_ros.preprocess``, so every backend shares one
+preprocessing implementation.
 
 The exporter is ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript): on these
 encoders it gives a graph about 3x smaller than the legacy TorchScript exporter (IMU: 69 nodes
@@ -29,6 +32,7 @@ from tqdm import tqdm
 
 from ..modalities import spec
 from ..model import MODALITY_CONFIGS, ImageBindConfig, ImageBindModel, create_model
+from ..model.imagebind import state_prefixes
 from .manifest import EXTERNAL_DATA_BYTES, EncoderEntry, Manifest, load_manifest, sha256_file
 from .quantize import convert_fp16, derived_model
 
@@ -54,9 +58,7 @@ def single_modality_model(model: ImageBindModel, modality: str,
     single = ImageBindConfig(name=cfg.name, out_embed_dim=cfg.out_embed_dim,
                              **{m: (getattr(cfg, m) if m == modality else None)
                                 for m in MODALITY_CONFIGS})
-    prefixes = tuple(f"{part}.{modality}." for part in (
-        "modality_preprocessors", "modality_trunks", "modality_heads",
-        "modality_postprocessors"))
+    prefixes = state_prefixes([modality])
     state = {k: v.detach().to(dtype) for k, v in model.state_dict().items()
              if k.startswith(prefixes)}
     with torch.device("meta"):
@@ -97,7 +99,9 @@ def _export_one(model: ImageBindModel, modality: str, path: Path, opset: int,
     single = single_modality_model(model, modality)
     encoder = single.encoder(modality).eval()  # a fresh nn.Module starts in train mode
     gen = torch.Generator().manual_seed(0)
-    x = spec(modality).example(model.config, batch=2, generator=gen)
+    x = spec(modality).example(model.config, batch=2, generator=gen, clips=1)
+    if spec(modality).clips:  # one clip per row; Backend.encode averages a sample's clips
+        x = x[:, 0]
     with torch.inference_mode():
         expected = encoder(x)
     external = external_data
@@ -120,7 +124,7 @@ def _export_one(model: ImageBindModel, modality: str, path: Path, opset: int,
     got = _default_opset(path)
     if got != opset:  # the exporter falls back silently when it cannot convert the opset
         raise ExportError(f"{path.name}: asked for opset {opset}, the exporter wrote {got}")
-    shape_in: list[int | str] = ["batch", *spec(modality).sample_shape(model.config)]
+    shape_in: list[int | str] = ["batch", *spec(modality).encoder_shape(model.config)]
     entry = EncoderEntry(
         file=path.name, sha256="", size=0, input_name=modality, input_shape=shape_in,
         input_dtype=str(spec(modality).dtype), output_name=OUTPUT_NAME,
@@ -279,7 +283,7 @@ def _run_cli(args: argparse.Namespace) -> int:
               f"{args.preset or 'imagebind_huge'} weights (for tests and benchmarks only)",
               file=sys.stderr)
     _require_onnxscript()
-    model = create_model(args.preset, checkpoint=args.checkpoint)
+    model = create_model(args.preset, checkpoint=args.checkpoint, modalities=mods)
     external = {"auto": None, "always": True, "never": False}[args.external_data]
     path = export_onnx(model, mods, args.out, fp16=args.fp16,
                        checkpoint_path=args.checkpoint, progress=not args.quiet,

@@ -45,7 +45,8 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         check_precision("onnxruntime", precision)
-        manifest = load_manifest(onnx_dir, verify=verify)
+        modalities = None if modalities is None else tuple(modalities)
+        manifest = load_manifest(onnx_dir, verify=verify, modalities=modalities)
         mods = select_modalities(manifest.modalities, modalities, f"export {manifest.directory}")
         if manifest.precision != "fp32" and precision != manifest.precision:
             raise ValueError(f"{manifest.directory} is a {manifest.precision} export; it runs "

@@ -237,7 +237,8 @@ class TensorRTBackend(Backend):
         trt = import_tensorrt()
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        manifest = load_manifest(onnx_dir, verify=verify)
+        modalities = None if modalities is None else tuple(modalities)
+        manifest = load_manifest(onnx_dir, verify=verify, modalities=modalities)
         mods = select_modalities(manifest.modalities, modalities,
                                  f"export {manifest.directory}")
         super().__init__(manifest.config, mods, precision, max_batch)

@@ -10,6 +10,7 @@ import torch
 
 from ..model import ImageBindModel
 from ..model.dense import DENSE_VARIANTS, DenseVisionEncoder
+from ..model.layers import cast_matmul_weights
 from .base import Backend, BackendUnavailable, check_precision, has_native_bf16, select_modalities
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,10 @@ class TorchBackend(Backend):
     """The PyTorch model: fp32, or reduced precision under autocast.
 
     ``bf16`` runs under CPU/CUDA autocast; ``fp16`` under CUDA autocast only (CPU torch has
-    no fast float16 matmul).
+    no fast float16 matmul). Reduced precisions hold the selected encoders' matmul and
+    convolution weights in that dtype, cast once here, in place (the backend owns the
+    model: the weights exist once, at half the memory); LayerNorms and embeddings stay
+    fp32 (``cast_matmul_weights``).
     """
 
     name = "torch"
@@ -40,14 +44,23 @@ class TorchBackend(Backend):
             log.warning("torch bf16: this CPU has no AVX-512 BF16/AMX, so bf16 matmuls are "
                         "emulated and slower than fp32 (see docs/benchmarks.md)")
         self.model = model.to(self.device).eval()
+        self._dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        if self._dtype is not None:
+            for part in self.model.parts(mods):
+                cast_matmul_weights(part, self._dtype)
         self._encoders = {m: self.model.encoder(m).eval() for m in mods}
         if compile:
             self._encoders = {m: torch.compile(e) for m, e in self._encoders.items()}
-        self._dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self._dense: dict[str, DenseVisionEncoder] = {}
 
     def describe(self) -> str:
         return f"torch[{self.device}] {self.precision} ({', '.join(self.modalities)})"
+
+    def autocast(self) -> torch.autocast:
+        """The context the encoders run in (callers of ``self.model`` need it too: its
+        matmul weights are in the backend's dtype)."""
+        return torch.autocast(self.device.type, dtype=self._dtype,
+                              enabled=self._dtype is not None)
 
     @property
     def dense_variants(self) -> tuple[str, ...]:
@@ -63,7 +76,6 @@ class TorchBackend(Backend):
 
     def _call(self, module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self._dtype,
-                                                    enabled=self._dtype is not None):
+        with torch.inference_mode(), self.autocast():
             out = module(t)
         return out.float().cpu().numpy()

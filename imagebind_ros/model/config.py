@@ -7,6 +7,7 @@ also stores how its inputs must be prepared (open_clip's ``PreprocessCfg`` idea)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +163,18 @@ class ImageBindConfig:
             raise KeyError(f"modality {name!r} is not in model {self.name!r} "
                            f"(has: {', '.join(self.modalities)})")
         return cfg
+
+    def subset(self, modalities: Iterable[str] | None) -> ImageBindConfig:
+        """This config with only ``modalities`` (None: all); KeyError naming one it lacks."""
+        if modalities is None:
+            return self
+        wanted = set(modalities)
+        for m in wanted:
+            self.modality(m)
+        if not wanted:
+            raise KeyError(f"an empty modality subset of model {self.name!r}")
+        return dataclasses.replace(self, **{m: None for m in self.modalities
+                                            if m not in wanted})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

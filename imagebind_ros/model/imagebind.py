@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -117,9 +120,35 @@ class ImageBindModel(nn.Module):
         """Unit-norm embeddings (B, out_embed_dim): what nodes publish and compare."""
         return F.normalize(self.forward_modality(modality, x), dim=-1)
 
+    def add_encoders(self, other: ImageBindModel) -> None:
+        """Take ``other``'s encoders (modalities this model lacks) into this model, so one
+        instance grows as nodes ask for more modalities; ``other`` must share the config."""
+        mods = other.modalities
+        clash = [m for m in mods if m in self.modalities]
+        if clash or other.config.out_embed_dim != self.config.out_embed_dim:
+            raise ValueError(f"cannot add encoders {list(mods)} to {list(self.modalities)}")
+        for name in ("modality_preprocessors", "modality_trunks", "modality_heads",
+                     "modality_postprocessors"):
+            getattr(self, name).update({m: getattr(other, name)[m] for m in mods})
+        self.config = dataclasses.replace(
+            self.config, **{m: getattr(other.config, m) for m in mods})
+
+    def parts(self, modalities: tuple[str, ...] | list[str]) -> list[nn.Module]:
+        """The four stages of each of ``modalities`` (to cast, count or move them)."""
+        return [d[m] for d in (self.modality_preprocessors, self.modality_trunks,
+                               self.modality_heads, self.modality_postprocessors)
+                for m in modalities]
+
     def encoder(self, modality: str) -> ModalityEncoder:
         """A module with ``forward(x) -> unit-norm embedding`` for one modality (for export)."""
         return ModalityEncoder(self, modality)
+
+
+def state_prefixes(modalities: Iterable[str]) -> tuple[str, ...]:
+    """State-dict key prefixes of the weights of ``modalities`` (one per stage)."""
+    return tuple(f"{part}.{m}." for m in modalities for part in (
+        "modality_preprocessors", "modality_trunks", "modality_heads",
+        "modality_postprocessors"))
 
 
 class ModalityEncoder(nn.Module):

@@ -280,3 +280,25 @@ class LogitScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(self.log_logit_scale.exp(), max=self.max_scale) * x
+
+
+def cast_matmul_weights(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Hold the weights of every matmul and convolution of ``module`` in ``dtype``, in place.
+
+    Autocast casts fp32 weights to bf16/fp16 again on every call (a third of bf16 time on
+    ViT-H); weights already in ``dtype`` pass through untouched. LayerNorms, position
+    embeddings, tokens and logit scales stay fp32: they are small, and LayerNorm statistics
+    and additive embeddings are where reduced precision loses accuracy. Those are copied
+    off a memory-mapped checkpoint, so that the file's fp32 pages are released once nothing
+    else uses the file (the weights are held once, in ``dtype``).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            m.to(dtype)
+        elif isinstance(m, Attention):
+            m.in_proj_weight.data = m.in_proj_weight.data.to(dtype)
+            m.in_proj_bias.data = m.in_proj_bias.data.to(dtype)
+    for t in [*module.parameters(), *module.buffers()]:
+        if t.dtype != dtype:
+            t.data = t.data.clone()
+    return module

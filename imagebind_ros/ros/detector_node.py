@@ -51,9 +51,9 @@ from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputS
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
-                                          AudioInput, InputTopics, StartupError, WarnLimiter,
-                                          declare, image_transport, run_node, sensor_qos,
-                                          warn_key)
+                                          AudioInput, InputTopics, StartupError, declare,
+                                          fault_kind, fault_limiter, image_transport, run_node,
+                                          sensor_qos)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.ros.worker import Worker
 from imagebind_ros.srv import SetPrompt
@@ -69,7 +69,7 @@ class DetectorNode(ManagedNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self.p = self._declare_parameters()
         self._srv_p = declare_service_parameters(self)
         self.inputs = {"camera": InputCounts(0), "audio": InputCounts(0)}  # /diagnostics
@@ -88,7 +88,7 @@ class DetectorNode(ManagedNode):
 
     def configure(self) -> None:
         """Load the model, embed the start prompts; publishers, services, /diagnostics."""
-        self.shared = load_model(self.p, needs=("vision",))
+        self.shared = load_model(self.p, needs=("vision",), uses=("text", "audio"))
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         try:
@@ -230,8 +230,8 @@ class DetectorNode(ManagedNode):
 
     def _dense_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
         variant = self.p["dense_variant"]
-        if variant not in self.shared.backend.dense_variants:
-            has = ", ".join(self.shared.backend.dense_variants) or "none"
+        if variant not in self.shared.dense_variants:
+            has = ", ".join(self.shared.dense_variants) or "none"
             raise ValueError(f"method 'dense': {self.shared.describe()} has no dense vision "
                              f"output {variant!r} (has: {has}; an ONNX export needs "
                              f"`imagebind-ros export --dense {variant}`)")
@@ -320,13 +320,13 @@ class DetectorNode(ManagedNode):
         try:
             self.set_prompt(self._text_prompt(msg.data, ""), append=True)
         except ValueError as e:
-            self._warn.warn(warn_key(f"text:{e}"), f"text prompt refused: {e}")
+            self._warn.warn("text prompt", f"text prompt refused: {e}")
 
     def _on_embedding_prompt(self, msg: Embedding) -> None:
         try:
             self.set_prompt(self._embedding_prompt(msg, ""), append=True)
         except ValueError as e:
-            self._warn.warn(warn_key(f"emb:{e}"), f"embedding prompt refused: {e}")
+            self._warn.warn("embedding prompt", f"embedding prompt refused: {e}")
 
     def _on_set_prompt(self, req: SetPrompt.Request, resp: SetPrompt.Response
                        ) -> SetPrompt.Response:
@@ -355,7 +355,7 @@ class DetectorNode(ManagedNode):
                 prompt = self._embedding_prompt(req.embedding, req.label)
             self.set_prompt(prompt, append=req.append)
         except (ValueError, OSError) as e:
-            self._warn.warn(warn_key(f"srv:{e}"), f"set_prompt refused: {e}")
+            self._warn.warn("set_prompt", f"set_prompt refused: {e}")
             resp.success, resp.message = False, str(e)
             return resp
         resp.success = True
@@ -381,19 +381,13 @@ class DetectorNode(ManagedNode):
             sound, _ = self._audio_in.decode(msg, self.audio.sample_rate, self.audio.channels)
             self.audio.push(sound.samples, sound.sample_rate)
         except BAD_INPUT as e:
-            self.inputs["audio"].bad += 1
-            self._warn.warn(warn_key(f"audio:{e}"), f"audio: dropped chunk: {e}")
+            self._warn.fault("audio", fault_kind(e), f"dropped chunk: {e}")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         try:
-            if isinstance(msg, Image):
-                dec.check_image(msg, self.p["max_image_bytes"])
-            elif len(msg.data) > self.p["max_image_bytes"]:
-                raise dec.DecodeError(f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds "
-                                         f"the limit")
+            dec.check_picture(msg, self.p["max_image_bytes"])  # headers only: cheap
         except BAD_INPUT as e:
-            self.inputs["camera"].bad += 1
-            self._warn.warn(warn_key(f"image:{e}"), f"camera: dropped image: {e}")
+            self._warn.fault("camera", fault_kind(e), f"dropped image: {e}")
             return
         self.mailbox.put("camera", msg)
 
@@ -406,11 +400,12 @@ class DetectorNode(ManagedNode):
         return counted
 
     def input_counts(self) -> dict[str, InputCounts]:
-        """Snapshots of the input counters for /diagnostics."""
+        """Snapshots of the input counters for /diagnostics (bad: the fault limiter's)."""
         box = self.mailbox.stats().get("camera")
+        bad = {topic: sum(kinds.values()) for topic, kinds in self._warn.counts().items()}
         return {"camera": replace(self.inputs["camera"], dropped=box.dropped if box else 0,
-                                  processed=self.frames),
-                "audio": replace(self.inputs["audio"])}
+                                  processed=self.frames, bad=bad.get("camera", 0)),
+                "audio": replace(self.inputs["audio"], bad=bad.get("audio", 0))}
 
     def _work(self) -> None:
         while not self._worker.stopping:
@@ -419,12 +414,11 @@ class DetectorNode(ManagedNode):
                     self.process(msg)
                     self._worker.succeeded()
                 except BAD_INPUT as e:
-                    self.inputs["camera"].bad += 1
-                    self._warn.warn(warn_key(f"frame:{e}"), f"camera: dropped frame: {e}")
+                    self._warn.fault("camera", fault_kind(e), f"dropped frame: {e}")
                 except Exception as e:  # keep the worker alive whatever one frame does
                     if not self.context.ok():  # Ctrl-C shut ROS down mid-frame: just stop
                         return
-                    self._warn.warn(f"frame:{type(e).__name__}", f"failed on one frame "
+                    self._warn.fault("camera", "other", f"failed on one frame "
                                     f"({type(e).__name__}: {e}); continuing")
                     self._worker.failed("frame", e)
 

@@ -46,8 +46,8 @@ from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
                                           AudioInput, InputTopics, LabelParameters,
-                                          StartupError, WarnLimiter, declare, image_transport,
-                                          labels_from, run_node, sensor_qos, warn_key)
+                                          StartupError, declare, fault_kind, fault_limiter,
+                                          image_transport, labels_from, run_node, sensor_qos)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.ros.worker import Worker
 from imagebind_ros.srv import EmbedText, SetLabels
@@ -76,7 +76,6 @@ class ModalityStats:
     """Counters and recent timings of one modality (read by the runner and benchmarks)."""
 
     received: int = 0
-    invalid: int = 0
     published: int = 0
     latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
     inference_ms: collections.deque = field(
@@ -88,7 +87,7 @@ class EncoderNode(LabelParameters, ManagedNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self._declare_parameters()
         self._srv_p = declare_service_parameters(self)
         self._diag_p = declare_diagnostics_parameters(
@@ -105,7 +104,8 @@ class EncoderNode(LabelParameters, ManagedNode):
 
     def configure(self) -> None:
         """Load the model, embed the labels; publishers, services and /diagnostics."""
-        self.shared = load_model(self.p)
+        # its sensors, and text for the labels and ~/embed_text
+        self.shared = load_model(self.p, uses=(*self.p["modalities"], "text"))
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         self.modalities = self._check_modalities()
@@ -115,7 +115,9 @@ class EncoderNode(LabelParameters, ManagedNode):
         self._topics = {m: image_transport(self.p[f"{m}.topic"], self.p[f"{m}.transport"])
                         if self._specs[m].from_picture is not None
                         else (self.p[f"{m}.topic"], "") for m in self.modalities}
-        self._gates = {m: StampGate() for m in modalities.image_modalities()}
+        self._gates = {m: StampGate(agree=self.p["stamp_agree"],
+                                    max_ahead_ns=int(self.p["stamp_max_ahead_s"] * 1e9))
+                       for m in modalities.image_modalities()}
         self._embedding_pubs = {m: self.create_publisher(Embedding, f"embeddings/{m}",
                                                          RELIABLE_QOS)
                                 for m in self.modalities}
@@ -176,10 +178,12 @@ class EncoderNode(LabelParameters, ManagedNode):
         p["audio.info_topic"] = d("audio.info_topic", "audio_info", "audio_common AudioInfo "
                                   "topic (AudioData and AudioDataStamped only)")
         p["audio.hop_s"] = d("audio.hop_s", 0.5, "seconds between audio windows")
-        p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz "
-                                   "(0 = the first chunk's); other rates are refused")
-        p["audio.channels"] = d("audio.channels", 0, "expected channel count (0 = the first "
-                                "chunk's); other counts are refused")
+        p["audio.sample_rate"] = d("audio.sample_rate", 0, "expected audio rate, Hz (0 = "
+                                   "the majority of recent chunks'); other rates are refused")
+        p["audio.channels"] = d("audio.channels", 0, "expected channel count (0 = the "
+                                "majority of recent chunks'); other counts are refused")
+        p["audio.max_abs"] = d("audio.max_abs", 2.0, "chunks with a sample beyond this "
+                               "(x full scale) are dropped; the rest is clipped to [-1, 1]")
         p["audio.max_gap_s"] = d("audio.max_gap_s", 0.1, "stamp gaps up to this are filled "
                                  "with silence, longer ones restart the window")
         p["imu.hop_s"] = d("imu.hop_s", 0.5, "seconds between IMU windows")
@@ -196,6 +200,14 @@ class EncoderNode(LabelParameters, ManagedNode):
                                        "interpolated between (the gyro sample is dropped)")
         p["imu.max_late_s"] = d("imu.max_late_s", 0.1, "how late (out of order) an IMU sample "
                                 "may arrive and still be used")
+        p["imu.max_accel"] = d("imu.max_accel", 160.0, "IMU samples with an acceleration "
+                               "beyond this (m/s^2, any axis) are dropped one by one")
+        p["imu.max_gyro"] = d("imu.max_gyro", 35.0, "IMU samples with an angular velocity "
+                              "beyond this (rad/s, any axis) are dropped one by one")
+        p["stamp_agree"] = d("stamp_agree", 3, "stamps off a stream's timeline (backwards, "
+                             "jumps) are only accepted when this many in a row agree")
+        p["stamp_max_ahead_s"] = d("stamp_max_ahead_s", 1.0, "inputs stamped further ahead of "
+                                   "the node clock are dropped (0 = no limit)")
         p["depth.min_valid_fraction"] = d("depth.min_valid_fraction", 0.01, "depth frames "
                                           "with fewer valid pixels (finite, > 0) are dropped")
         p["max_image_bytes"] = d("max_image_bytes", dec.MAX_IMAGE_BYTES,
@@ -239,7 +251,9 @@ class EncoderNode(LabelParameters, ManagedNode):
                 self._audio = AudioWindower(
                     acfg.clip_duration, self.p["audio.hop_s"],
                     self.p["audio.sample_rate"] or None, self.p["audio.channels"] or None,
-                    max_gap_s=self.p["audio.max_gap_s"])
+                    max_gap_s=self.p["audio.max_gap_s"], agree=self.p["stamp_agree"],
+                    max_abs=self.p["audio.max_abs"],
+                    max_ahead_s=self.p["stamp_max_ahead_s"])
                 self._audio_in = AudioInput(self._inputs, self, self.p["audio.msg_type"],
                                             topic, self.p["audio.info_topic"], self._audio_cb,
                                             sensor_qos(50))
@@ -250,7 +264,10 @@ class EncoderNode(LabelParameters, ManagedNode):
         """One Imu topic, or RealSense-style separate gyro and accel topics combined."""
         icfg: Any = self.config.modality("imu")
         self._imu = ImuWindower(icfg.window_seconds, self.p["imu.hop_s"],
-                                self.p["imu.max_late_s"], self.p["imu.max_gap_s"])
+                                self.p["imu.max_late_s"], self.p["imu.max_gap_s"],
+                                agree=self.p["stamp_agree"], max_accel=self.p["imu.max_accel"],
+                                max_gyro=self.p["imu.max_gyro"],
+                                max_ahead_s=self.p["stamp_max_ahead_s"])
         gyro, accel = self.p["imu.gyro_topic"], self.p["imu.accel_topic"]
         if bool(gyro) != bool(accel):
             raise StartupError("set both imu.gyro_topic and imu.accel_topic (separate "
@@ -295,34 +312,34 @@ class EncoderNode(LabelParameters, ManagedNode):
     # ------------------------------------------------------------------ callbacks
 
     def _bad(self, modality: str, what: str, err: Exception) -> None:
-        """Count and report a dropped input; one line per kind of problem per period."""
-        self.stats[modality].invalid += 1
-        self._warn.warn(f"{modality}:{warn_key(str(err))}", f"{modality}: dropped {what}: {err}")
+        """Count and report a dropped input (the limiter logs one line per topic per period)."""
+        self._warn.fault(self.p[f"{modality}.topic"], fault_kind(err), f"dropped {what}: {err}")
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
     def _image_cb(self, modality: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:
             self.stats[modality].received += 1
             stamp = dec.stamp_to_ns(msg.header.stamp)
             try:
-                if isinstance(msg, Image):
-                    dec.check_image(msg, self.p["max_image_bytes"])  # metadata only: cheap
-                elif len(msg.data) > self.p["max_image_bytes"]:
-                    raise dec.DecodeError(
-                        f"{len(msg.data) / 2 ** 20:.1f} MiB image exceeds the "
-                        f"{self.p['max_image_bytes'] / 2 ** 20:.0f} MiB limit")
-                self._gates[modality].check(stamp)
+                # metadata and file headers only (cheap): garbage never displaces a frame
+                dec.check_picture(msg, self.p["max_image_bytes"])
+                admitted = self._gates[modality].admit(stamp, msg, self._now_ns())
             except BAD_INPUT as e:
                 self._bad(modality, "image", e)
                 return
+            stamp, msg = admitted.items[-1]
             self.mailbox.put(modality, _Input(stamp, msg.header.frame_id, msg))
         return callback
 
     def _audio_cb(self, msg: Any) -> None:
         self.stats["audio"].received += 1
         try:
-            sound, stamp = self._audio_in.decode(msg, self._audio.sample_rate,
-                                                 self._audio.channels)
-            window = self._audio.push(sound.samples, sound.sample_rate, stamp)
+            sound, stamp = self._audio_in.decode(msg, self._audio.config_rate,
+                                                 self._audio.config_channels)
+            window = self._audio.push(sound.samples, sound.sample_rate, stamp,
+                                      self._now_ns())
         except BAD_INPUT as e:
             self._bad("audio", "chunk", e)
             return
@@ -360,7 +377,7 @@ class EncoderNode(LabelParameters, ManagedNode):
 
     def _imu_push(self, sample: np.ndarray, stamp: int, frame_id: str) -> None:
         try:
-            window = self._imu.push(sample, stamp)
+            window = self._imu.push(sample, stamp, self._now_ns())
             if window is not None:
                 dec.check_imu_window(window.samples)
         except BAD_INPUT as e:
@@ -372,20 +389,28 @@ class EncoderNode(LabelParameters, ManagedNode):
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        while not self._worker.stopping:
+        while not self._worker.stopping and self.context.ok():
             for modality, item in self.mailbox.take(timeout=0.2):
-                try:
-                    self._process(modality, item)
-                    self._worker.succeeded()
-                except BAD_INPUT as e:
-                    self._bad(modality, "input", e)
-                except Exception as e:  # keep the worker alive whatever one input does
-                    if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
-                        return
-                    self.stats[modality].invalid += 1
-                    self._warn.warn(f"{modality}:{type(e).__name__}", f"{modality}: failed on "
-                                    f"one input ({type(e).__name__}: {e}); continuing")
-                    self._worker.failed(modality, e)
+                # the newest input that can be used: a corrupt frame falls back to the ones
+                # it displaced (at most two: decode cost stays bounded), newest first
+                for candidate in [item, *self.mailbox.spares(modality)]:
+                    if self._try(modality, candidate):
+                        break
+
+    def _try(self, modality: str, item: _Input) -> bool:
+        """Process one input; False if it was unusable (reported) and an older one may do.
+        Exceptions other than bad input count toward the worker's persistent-failure ERROR."""
+        try:
+            self._process(modality, item)
+            self._worker.succeeded()
+        except BAD_INPUT as e:
+            self._bad(modality, "input", e)
+            return False
+        except Exception as e:  # keep the worker alive whatever one input does
+            if self.context.ok():  # else Ctrl-C shut ROS down mid-input: the loop ends
+                self._bad(modality, f"input ({type(e).__name__}, a bug?)", e)
+                self._worker.failed(modality, e)
+        return True
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
         """Preprocess one input into the model's (1, ...) batch (public for benchmarks).
@@ -481,7 +506,7 @@ class EncoderNode(LabelParameters, ManagedNode):
             box = boxes.get(m)
             lat = np.asarray(st.latency_ms) if st.latency_ms else np.full(1, np.nan)
             inf = np.asarray(st.inference_ms) if st.inference_ms else np.full(1, np.nan)
-            out[m] = {"received": st.received, "invalid": st.invalid,
+            out[m] = {"received": st.received, "invalid": self._bad_count(m),
                       "dropped": box.dropped if box else 0, "published": st.published,
                       "latency_p50_ms": float(np.percentile(lat, 50)),
                       "latency_p99_ms": float(np.percentile(lat, 99)),
@@ -492,9 +517,13 @@ class EncoderNode(LabelParameters, ManagedNode):
     def input_counts(self) -> dict[str, InputCounts]:
         """Each modality's counters for /diagnostics (bad = dropped as invalid)."""
         boxes = self.mailbox.stats()
-        return {m: InputCounts(st.received, st.invalid,
+        return {m: InputCounts(st.received, self._bad_count(m),
                                boxes[m].dropped if m in boxes else 0, st.published,
                                list(st.latency_ms)[-200:]) for m, st in self.stats.items()}
+
+    def _bad_count(self, modality: str) -> int:
+        """Inputs of ``modality`` dropped as bad: the fault limiter's count for its topic."""
+        return sum(self._warn.counts().get(self.p[f"{modality}.topic"], {}).values())
 
     def _restarts(self, modality: str) -> int:
         """Times the audio/IMU window restarted (stamp gaps or clock resets)."""

@@ -36,7 +36,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 
 from imagebind_ros import fusion
-from imagebind_ros.decode import stamp_to_ns
+from imagebind_ros.decode import MALFORMED, stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.inference.manifest import load_manifest, sha256_file
 from imagebind_ros.model_cache import SharedModel
@@ -46,8 +46,8 @@ from imagebind_ros.ros.diagnostics import NodeDiagnostics, declare_diagnostics_p
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, LabelParameters,
-                                          StartupError, WarnLimiter, declare, labels_from,
-                                          run_node, warn_key)
+                                          StartupError, declare, fault_limiter, labels_from,
+                                          run_node)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.srv import SetLabels
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -123,7 +123,7 @@ class FusionNode(LabelParameters, ManagedNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         self._declare_parameters()
         self._srv_p = declare_service_parameters(self)
         self._diag_period_s = declare_diagnostics_parameters(self, None)["period_s"]
@@ -135,7 +135,7 @@ class FusionNode(LabelParameters, ManagedNode):
 
     def configure(self) -> None:
         """Load the model, calibration and labels; publishers, services, /diagnostics."""
-        self.shared: SharedModel = load_model(self.p, needs=("text",))
+        self.shared: SharedModel = load_model(self.p, needs=("text",), uses=())
         self.model_id = self.shared.model_id
         self.config = self._fusion_config()
         self.calibration = self._load_calibration(self.p["calibration_file"])
@@ -330,8 +330,8 @@ class FusionNode(LabelParameters, ManagedNode):
             problem = "NaN, Inf or zero vector"
         if problem is not None:
             st.invalid += 1
-            self._warn.warn(warn_key(f"{modality}:{problem}"),
-                            f"{modality}: embedding dropped: {problem}")
+            self._warn.fault(f"embeddings/{modality}", MALFORMED,
+                             f"embedding dropped: {problem}")
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         st.newest_ns = max(stamp_ns, st.newest_ns or 0)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from imagebind_ros.decode import stamp_to_ns
+from imagebind_ros.decode import MALFORMED, stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.memory import EmbeddingMemory, combine
 from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
@@ -33,8 +33,8 @@ from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputS
 from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
-from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, StartupError,
-                                          WarnLimiter, declare, run_node, warn_key)
+from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, StartupError, declare,
+                                          fault_limiter, run_node)
 from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.srv import QueryMemory
 
@@ -47,7 +47,7 @@ class MemoryNode(ManagedNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._warn = WarnLimiter(self.get_logger())
+        self._warn = fault_limiter(self)
         p = declare_model_parameters(self)
 
         def d(name: str, default: Any, text: str) -> None:
@@ -83,7 +83,8 @@ class MemoryNode(ManagedNode):
         try:
             self.memory = EmbeddingMemory(p["capacity"], p["min_interval_s"],
                                           self.shared.config.out_embed_dim
-                                          if self.shared else None)
+                                          if self.shared else None, p["modalities"],
+                                          strict=True)
         except ValueError as e:
             raise StartupError(str(e)) from None
         if self.shared is not None:
@@ -95,7 +96,7 @@ class MemoryNode(ManagedNode):
         self.diagnostics = InputDiagnostics(
             self, diag, {m: InputSpec(f"{p['embedding_prefix']}/{m}", diag[f"expected_hz.{m}"],
                                       required=False) for m in p["modalities"]},
-            lambda: {m: replace(c) for m, c in self.inputs.items()},
+            self._input_counts,
             lambda: (DiagnosticStatus.OK, "stores in its callbacks; queries on their thread"),
             self.shared)
         model = (self.shared.describe() if self.shared else
@@ -106,15 +107,21 @@ class MemoryNode(ManagedNode):
     def activate(self) -> None:
         self.activate_subscriptions(self._subscribe)
 
+    def _input_counts(self) -> dict[str, InputCounts]:
+        """Per-topic counters for /diagnostics (bad: the fault limiter's count of the topic)."""
+        bad = self._warn.counts()
+        return {m: replace(c, bad=sum(bad.get(f"{self.p['embedding_prefix']}/{m}", {}).values()))
+                for m, c in self.inputs.items()}
+
     def _subscribe(self) -> None:
         p = self.p
         inputs = InputTopics(self)
         for m in p["modalities"]:
-            inputs.subscribe(Embedding, f"{p['embedding_prefix']}/{m}",
-                             self._embedding_cb(self.inputs[m]), RELIABLE_QOS)
+            topic = f"{p['embedding_prefix']}/{m}"
+            inputs.subscribe(Embedding, topic, self._embedding_cb(m, topic), RELIABLE_QOS)
             if p["zero_shot_prefix"]:
-                inputs.subscribe(ZeroShot, f"{p['zero_shot_prefix']}/{m}", self._on_zero_shot,
-                                 RELIABLE_QOS)
+                inputs.subscribe(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
+                                 self._zero_shot_cb(m), RELIABLE_QOS)
 
     def cleanup(self) -> None:
         """Forget the stored items and drop the model (freed once no node holds it)."""
@@ -125,27 +132,27 @@ class MemoryNode(ManagedNode):
 
     # ------------------------------------------------------------------ inputs
 
-    def _embedding_cb(self, counts: InputCounts) -> Callable[[Embedding], None]:
+    def _embedding_cb(self, modality: str, topic: str) -> Callable[[Embedding], None]:
+        """The modality is the topic's: the message body's ``modality`` is never trusted."""
+        counts = self.inputs[modality]
+
         def callback(msg: Embedding) -> None:
+            self.received += 1
             counts.received += 1
-            self._on_embedding(msg, counts)
+            try:
+                self.memory.add(np.asarray(msg.vector, np.float32), modality,
+                                stamp_to_ns(msg.header.stamp), msg.header.frame_id,
+                                model_id=msg.model_id)
+            except ValueError as e:
+                self._warn.fault(topic, MALFORMED, f"embedding dropped: {e}")
         return callback
 
-    def _on_embedding(self, msg: Embedding, counts: InputCounts | None = None) -> None:
-        self.received += 1
-        try:
-            self.memory.add(np.asarray(msg.vector, np.float32), msg.modality,
-                            stamp_to_ns(msg.header.stamp), msg.header.frame_id,
-                            model_id=msg.model_id)
-        except ValueError as e:
-            if counts is not None:
-                counts.bad += 1
-            self._warn.warn(warn_key(f"{msg.modality}:{e}"), f"embedding dropped: {e}")
-
-    def _on_zero_shot(self, msg: ZeroShot) -> None:
-        if msg.results:
-            self.memory.set_label(msg.modality, stamp_to_ns(msg.header.stamp),
-                                  msg.results[0].class_id)
+    def _zero_shot_cb(self, modality: str) -> Any:
+        def callback(msg: ZeroShot) -> None:
+            if msg.results:
+                self.memory.set_label(modality, stamp_to_ns(msg.header.stamp),
+                                      msg.results[0].class_id)
+        return callback
 
     # ------------------------------------------------------------------ queries
 
@@ -175,7 +182,7 @@ class MemoryNode(ManagedNode):
             k = int(req.top_k) or self.p["top_k"]
             hits = self.memory.query(q, k, list(req.modalities) or None)
         except (ValueError, OSError) as e:
-            self._warn.warn(warn_key(f"query:{e}"), f"query refused: {e}")
+            self._warn.warn("~/query", f"query refused: {e}")
             resp.success, resp.message = False, str(e)
             return resp
         resp.hits = [MemoryHit(header=cv.make_header(h.stamp_ns, h.frame_id),

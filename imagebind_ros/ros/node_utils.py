@@ -5,25 +5,28 @@ status 1. (The model parameters of model-holding nodes are in ``model_params``.)
 
 from __future__ import annotations
 
+import collections
 import importlib
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from imagebind_ros import decode as dec
+from imagebind_ros.decode import ERROR_KINDS, OTHER
 from imagebind_ros.zeroshot import read_labels
 
 
@@ -51,18 +54,22 @@ STARTUP_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError
 PROFILE_NAME = "fastdds_large_data.xml"
 
 
-def large_data_profile() -> Path | None:
-    """Our Fast DDS profile (config/fastdds_large_data.xml): installed share dir, else the
-    source tree; None if neither has it."""
-    candidates = [Path(__file__).resolve().parents[2] / "config" / PROFILE_NAME]
+def package_file(relative: str) -> Path | None:
+    """A file the package ships (``config/...``, ``checkpoints/demo/...``): installed share
+    dir, else the source tree; None if neither has it."""
+    candidates = [Path(__file__).resolve().parents[2] / relative]
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        candidates.insert(0, Path(get_package_share_directory("imagebind_ros")) / "config"
-                          / PROFILE_NAME)
+        candidates.insert(0, Path(get_package_share_directory("imagebind_ros")) / relative)
     except (ImportError, LookupError, OSError, ValueError):
         pass
     return next((p for p in candidates if p.is_file()), None)
+
+
+def large_data_profile() -> Path | None:
+    """Our Fast DDS profile (config/fastdds_large_data.xml), or None."""
+    return package_file(f"config/{PROFILE_NAME}")
 
 
 def use_large_data_profile() -> None:
@@ -143,36 +150,101 @@ class LabelParameters:
         return resp
 
 
-def warn_key(text: str) -> str:
-    """Same problem with other numbers -> same rate-limit key (for ``WarnLimiter``)."""
-    return re.sub(r"[-\d.]+", "#", text)
+OTHER_TOPICS = "(other topics)"
 
 
-class WarnLimiter:
-    """One warning per key per ``period_s``; the next one says how many were suppressed."""
+@dataclass
+class _TopicFaults:
+    since: float  # start of the current period
+    pending: collections.Counter = field(default_factory=collections.Counter)
+    last_text: str = ""
 
-    def __init__(self, logger: Any, period_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+
+class FaultLimiter:
+    """Warnings about dropped inputs, limited per (topic, kind of fault) whatever their text.
+
+    The first fault of a topic quiet for ``period_s`` is logged with its text; later ones
+    are counted and, once ``period_s`` has passed (on the next fault or ``flush``, which a
+    node timer calls), summed up in ONE line per topic: "dropped 312 bad inputs on
+    camera/image_raw in the last 10 s: unsupported encoding x300, malformed x12 (last: ...)".
+    Kinds outside ``decode.ERROR_KINDS`` count as ``other`` and topics beyond ``max_topics``
+    share one entry, so neither the table nor the log grows with what the input says.
+    ``counts()`` is the running total per topic and kind (for ``/diagnostics``).
+    """
+
+    def __init__(self, logger: Any, period_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic, max_topics: int = 64) -> None:
         self._logger, self.period_s, self._clock = logger, period_s, clock
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self.max_topics = max_topics
+        self._topics: dict[str, _TopicFaults] = {}
+        self._totals: dict[str, collections.Counter] = {}
         self._lock = threading.Lock()
-        self.count = 0  # warnings requested (logged or suppressed)
+
+    def fault(self, topic: str, kind: str, text: str) -> bool:
+        """Count one dropped input of ``topic``; log ``text`` or a summary, or nothing (False)."""
+        now = self._clock()
+        kind = kind if kind in ERROR_KINDS else OTHER
+        with self._lock:
+            if topic not in self._topics and len(self._topics) >= self.max_topics:
+                topic = OTHER_TOPICS
+            self._totals.setdefault(topic, collections.Counter())[kind] += 1
+            st = self._topics.get(topic)
+            if st is None or (now - st.since >= self.period_s and not st.pending):
+                self._topics[topic] = _TopicFaults(now)
+                line = f"{topic}: {text[:300]}"
+            else:
+                st.pending[kind] += 1
+                st.last_text = text
+                line = self._summary(topic, st, now) if now - st.since >= self.period_s else ""
+        if line:
+            self._logger.warning(line)
+        return bool(line)
 
     def warn(self, key: str, text: str) -> bool:
-        """Log ``text`` unless ``key`` was logged within the period; True if logged."""
+        """A warning that is not about one input (a refused label set, a device status):
+        limited like a fault of topic ``key``; ``key`` must be a fixed string."""
+        return self.fault(key, OTHER, text)
+
+    def flush(self) -> int:
+        """Log the summary of every topic whose period is over; the number of lines."""
         now = self._clock()
         with self._lock:
-            self.count += 1
-            last = self._last.get(key)
-            if last is not None and now - last < self.period_s:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return False
-            more = self._suppressed.pop(key, 0)
-            self._last[key] = now
-        suffix = f" ({more} more like this in the last {self.period_s:g} s)" if more else ""
-        self._logger.warning(text + suffix)
-        return True
+            lines = [self._summary(t, st, now) for t, st in self._topics.items()
+                     if st.pending and now - st.since >= self.period_s]
+        for line in lines:
+            self._logger.warning(line)
+        return len(lines)
+
+    def _summary(self, topic: str, st: _TopicFaults, now: float) -> str:
+        """The summary line of ``topic``; starts its next period (lock held)."""
+        kinds = ", ".join(f"{k} x{n}" for k, n in st.pending.most_common())
+        line = (f"dropped {sum(st.pending.values())} bad inputs on {topic} in the last "
+                f"{now - st.since:.0f} s: {kinds} (last: {st.last_text[:200]})")
+        st.since, st.pending = now, collections.Counter()
+        return line
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Dropped inputs since start: {topic: {kind: count}} (a copy)."""
+        with self._lock:
+            return {t: dict(c) for t, c in self._totals.items()}
+
+
+def fault_limiter(node: Node) -> FaultLimiter:
+    """The node's ``FaultLimiter`` (parameter ``warn_period_s``), with a timer that logs the
+    summaries when bad input stops."""
+    period = declare(node, "warn_period_s", 10.0, "at most one warning line per input topic "
+                     "per this many seconds: the first fault, then a summary by kind",
+                     read_only=True)
+    if not period > 0:
+        raise StartupError(f"warn_period_s must be > 0, got {period}")
+    limiter = FaultLimiter(node.get_logger(), period)
+    node.create_timer(period, limiter.flush)
+    return limiter
+
+
+def fault_kind(err: BaseException) -> str:
+    """The kind of fault of a dropped input's error (``decode.OTHER`` when it has none)."""
+    return getattr(err, "kind", OTHER)
 
 
 def type_name(msg_type: Any) -> str:
@@ -312,6 +384,11 @@ def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None
             executor.spin()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except RCLError:
+            # a callback (a timer's publish) that ran as SIGINT/SIGTERM shut the context
+            # down: that is the shutdown, not a failure
+            if node.context.ok():
+                raise
         return 0
     finally:
         if node is not None:

@@ -280,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not overrides:
         print("imagebind-ros run: error: every node is switched off", file=sys.stderr)
         return 2
+    _demo_model_default(overrides)
 
     import rclpy
     from imagebind_ros.ros.node_utils import STARTUP_ERRORS, use_large_data_profile
@@ -352,6 +353,20 @@ def _shutdown(nodes: dict[str, Any]) -> None:
         n.destroy_node()
     if rclpy.ok():
         rclpy.shutdown()
+
+
+def _demo_model_default(overrides: dict[str, list[Any]]) -> None:
+    """Simulated sensors and no model anywhere: every model node gets the demo model."""
+    from rclpy.parameter import Parameter
+
+    from imagebind_ros.ros.model_params import MODEL_NODES, demo_model_default
+
+    models = [n for n in overrides if n in MODEL_NODES]
+    if "sim_sensors_node" not in overrides or not models:
+        return
+    demo = demo_model_default({n: {p.name: p.value for p in overrides[n]} for n in models})
+    for n in models if demo else ():
+        overrides[n].append(Parameter("checkpoint", value=demo))
 
 
 def _executor(kind: str) -> Any:
