@@ -388,6 +388,7 @@ def _drain(executor: Any, timeout: float = 5.0) -> None:
 
 
 def _spin(executor: Any, stop: threading.Event) -> None:
+    from rclpy._rclpy_pybind11 import RCLError
     from rclpy.executors import ExternalShutdownException
 
     try:
@@ -395,6 +396,11 @@ def _spin(executor: Any, stop: threading.Event) -> None:
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # a callback (a timer's publish) that ran as SIGINT/SIGTERM shut the context down:
+        # that is the shutdown, not a failure (as in run_node)
+        if executor.context.ok():
+            raise
 
 
 if __name__ == "__main__":
