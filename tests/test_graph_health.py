@@ -287,6 +287,34 @@ def test_diagnostics_warn_when_the_camera_stops_and_ok_when_it_resumes(graph: Gr
     assert {k.key: k.value for k in worker.values}["model"] == graph.encoder.model_id
 
 
+def test_bad_inputs_on_diagnostics_are_the_fault_limiters_counts(graph: Graph) -> None:
+    """One counting path: the inputs a node drops as bad (through its FaultLimiter) are the
+    "bad inputs" of its /diagnostics status, per topic."""
+    def bad(name: str, since: float) -> int | None:
+        sts = graph.status(name, since)
+        return int(values(sts[-1].values)["bad inputs"]) if sts else None
+
+    cam, mem = "encoder_node: vision input", "memory_node: vision input"
+    start = time.monotonic()
+    before = wait_for(lambda: (bad(cam, start), bad(mem, start))
+                      if None not in (bad(cam, start), bad(mem, start)) else None, 10,
+                      "both statuses")
+    garbage = cv.numpy_to_image(np.zeros((4, 4, 3), np.uint8), "rgb8", cv.make_header(
+        time.time_ns(), "camera"))
+    garbage.encoding = "no_such_encoding"
+    emb = graph.peer.create_publisher(Embedding, "embeddings/vision", RELIABLE_QOS)
+    for _ in range(3):
+        graph.pub.publish(garbage)
+    for _ in range(2):  # a wrong-sized vector from a foreign model
+        emb.publish(Embedding(vector=[1.0, 0.0], modality="vision", model_id="foreign"))
+    sent = time.monotonic()
+    wait_for(lambda: (bad(cam, sent), bad(mem, sent)) == (before[0] + 3, before[1] + 2),
+             10, f"3 bad camera frames and 2 bad embeddings on /diagnostics (had {before})")
+    counts = graph.encoder._warn.counts()["camera/image_raw"]
+    assert sum(counts.values()) == before[0] + 3
+    graph.peer.destroy_publisher(emb)
+
+
 def test_persistent_worker_failure_turns_diagnostics_error(graph: Graph) -> None:
     name = "encoder_node: worker"
 
