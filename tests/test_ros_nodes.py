@@ -737,6 +737,15 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) ->
                                               "checkpoint": "/m.pt", "camera.topic": "/cam"}}}
     assert lm.file_parameters(str(params), "detector_node", str(tmp_path), str(share)) == {
         "labels_file": str(share / "labels.txt"), "prompt.audio_file": str(share / "a.wav")}
+    # simulated sensors and no model: the demo checkpoint goes to the model nodes only,
+    # hosted or not
+    demo = lm.container_sections({}, ["memory_node"], str(params), str(tmp_path), str(share),
+                                 "/demo.pt")
+    assert demo == {"memory_node": {"ros__parameters": {
+        "labels_file": str(share / "labels.txt"), "checkpoint": "/demo.pt"}}}
+    assert lm.node_parameters({"vision_topic": "/cam"}, "sim_sensors_node", str(params),
+                              str(tmp_path), str(share), "/demo.pt") == {
+        "labels_file": str(share / "labels.txt"), "vision.topic": "/cam"}
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=(os.getpid() + 50) % 100 + 101)
     nodes = []
