@@ -11,8 +11,10 @@ different executor threads take turns on the CPU/GPU instead of thrashing it. No
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +208,22 @@ def cached_models() -> list[SharedModel]:
     """Every model loaded in this process (one per distinct request)."""
     with _CACHE_LOCK:
         return list(_CACHE.values())
+
+
+def release(key: ModelKey) -> bool:
+    """Forget the model of ``key`` if nothing but the cache holds it (a node's lifecycle
+    cleanup), so its memory is freed; True if it was dropped."""
+    with _CACHE_LOCK:
+        shared = _CACHE.pop(key, None)
+        if shared is None:
+            return False
+        ref = weakref.ref(shared)
+        del shared
+        gc.collect()  # reference cycles inside torch modules
+        alive = ref()
+        if alive is not None:  # another node still uses it
+            _CACHE[key] = alive
+        return alive is None
 
 
 def clear() -> None:

@@ -12,12 +12,21 @@ package's share directory, so the installed demo runs from anywhere. ``ros2 laun
 --show-args`` lists every argument with its description. Without ``launch_ros`` (pip-only
 installs) this module still imports, so its argument table can be checked; use
 ``imagebind-ros run`` there.
+
+The model-holding nodes (encoder, detector, memory, fusion) run in ONE process,
+``graph_container``, so they share one model (``container:=false``: one process per node,
+one model copy each). Each keeps its own parameters (the params file's node sections and the
+launch arguments, handed over as node sections), and ``<node>:<from>:=<to>`` remappings work
+as in separate processes; sensors (simulated, microphone) stay processes of their own.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
+
+import yaml
 
 from imagebind_ros.ros.model_params import MODEL_NODES, demo_model_default
 from imagebind_ros.ros.runner import read_params
@@ -58,6 +67,10 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_memory": ("false", "start the cross-modal memory node"),
     "use_fusion": ("true", "start the fusion node (one fused embedding and label from all "
                            "sensors)"),
+    "autostart": ("", "true: the model-holding nodes configure and activate themselves; "
+                      "false: they wait unconfigured for a lifecycle manager"),
+    "container": ("true", "run the model-holding nodes in one process (graph_container) "
+                          "sharing one model; false: one process and one model copy per node"),
 }
 SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
             "use_sim_sensors": "sim_sensors_node", "use_detector": "detector_node",
@@ -65,9 +78,12 @@ SWITCHES = {"use_encoder": "encoder_node", "use_mic": "microphone_node",
 # launch argument -> [(node, parameter)] it sets
 # (every model-holding node gets the model arguments: equal values share one model in
 # `imagebind-ros run`, and a launch never starts a detector on another model than the encoder)
+CONTAINER = "graph_container"
+NOT_PARAMETERS = {"params_file", "container"}  # arguments that set no node parameter
 PARAMETERS: dict[str, list[tuple[str, str]]] = {
     **{arg: [(node, arg) for node in MODEL_NODES]
        for arg in ("checkpoint", "preset", "backend", "onnx_dir", "device")},
+    "autostart": [(node, "autostart") for node in MODEL_NODES],
     "modalities": [("encoder_node", "modalities"), ("fusion_node", "modalities")],
     "labels_file": [("encoder_node", "labels_file"), ("fusion_node", "labels_file")],
     "audio_topic": [("encoder_node", "audio.topic"), ("sim_sensors_node", "audio.topic"),
@@ -78,6 +94,7 @@ PARAMETERS: dict[str, list[tuple[str, str]]] = {
        for m in ("depth", "thermal", "imu")},
 }
 LIST_ARGUMENTS = ("modalities",)
+BOOL_ARGUMENTS = ("autostart",)
 # Node parameters naming files. A relative one in the params file is looked up from the working
 # directory (as `imagebind-ros run` does), else from the package's share directory, which
 # mirrors the source tree: config/demo.yaml names checkpoints/demo/demo.pt, installed there.
@@ -93,7 +110,8 @@ def overrides(values: dict[str, str], node: str) -> dict[str, Any]:
         for target, param in targets:
             if target == node and value != "":
                 out[param] = ([v.strip() for v in value.split(",") if v.strip()]
-                              if arg in LIST_ARGUMENTS else value)
+                              if arg in LIST_ARGUMENTS else _is_on(value)
+                              if arg in BOOL_ARGUMENTS else value)
     return out
 
 
@@ -109,6 +127,29 @@ def file_parameters(params_file: str, node: str, cwd: str, share: str) -> dict[s
                 and os.path.exists(os.path.join(share, value)))}
 
 
+def node_parameters(values: dict[str, str], node: str, params_file: str, cwd: str,
+                    share: str, demo: str | None = None) -> dict[str, Any]:
+    """What the launch sets on ``node`` on top of the params file: absolute file paths and
+    the non-empty launch arguments (these win); ``demo`` as a model node's checkpoint."""
+    out = {**file_parameters(params_file, node, cwd, share), **overrides(values, node)}
+    if demo and node in MODEL_NODES:
+        out["checkpoint"] = demo
+    return out
+
+
+def container_sections(values: dict[str, str], nodes: list[str], params_file: str, cwd: str,
+                       share: str, demo: str | None = None) -> dict[str, Any]:
+    """``node_parameters`` of each hosted node as a parameter file's node sections (the
+    container is one process: a plain dict would set every node's parameters alike)."""
+    return {node: {"ros__parameters": node_parameters(values, node, params_file, cwd, share,
+                                                      demo)}
+            for node in nodes}
+
+
+def _is_on(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
+
+
 def _nodes(context: LaunchContext) -> list[Any]:
     values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     share = FindPackageShare(PACKAGE).perform(context)
@@ -117,21 +158,27 @@ def _nodes(context: LaunchContext) -> list[Any]:
     if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:  # camera-sized best-effort messages
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(share, "config",
                                                             "fastdds_large_data.xml")
-    nodes = [node for switch, node in SWITCHES.items()
-             if values[switch].strip().lower() in ("true", "1", "yes")]
-    extra = {node: overrides(values, node) for node in nodes}
-    models = [n for n in nodes if n in MODEL_NODES]
-    if "sim_sensors_node" in nodes and models:
-        demo = demo_model_default({n: {**read_params([params_file], n), **extra[n]}
-                                   for n in models})
-        for n in models if demo else ():
-            extra[n]["checkpoint"] = demo
-    return [Node(package=PACKAGE, executable=node, name=node, output="screen",
-                 parameters=[params_file,
-                             file_parameters(params_file, node, os.getcwd(), share),
-                             extra[node]],
-                 additional_env=env)
-            for node in nodes]
+    selected = [node for switch, node in SWITCHES.items() if _is_on(values[switch])]
+    models = [n for n in selected if n in MODEL_NODES]
+    demo = (demo_model_default({n: {**read_params([params_file], n), **overrides(values, n)}
+                                for n in models})
+            if "sim_sensors_node" in selected and models else None)
+    hosted = models if _is_on(values["container"]) else []
+    actions = []
+    if hosted:
+        with tempfile.NamedTemporaryFile("w", prefix="imagebind_ros_container_",
+                                         suffix=".yaml", delete=False) as f:
+            yaml.safe_dump(container_sections(values, hosted, params_file, os.getcwd(),
+                                              share, demo), f)
+        actions.append(Node(package=PACKAGE, executable=CONTAINER, output="screen",
+                            arguments=["--nodes", ",".join(hosted)],
+                            parameters=[params_file, f.name], additional_env=env))
+    return actions + [
+        Node(package=PACKAGE, executable=node, name=node, output="screen",
+             parameters=[params_file, node_parameters(values, node, params_file, os.getcwd(),
+                                                      share, demo)],
+             additional_env=env)
+        for node in selected if node not in hosted]
 
 
 def generate_launch_description() -> Any:

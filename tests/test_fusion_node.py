@@ -203,7 +203,7 @@ def node() -> Any:
         Parameter("calibration_file", value=str(CALIBRATION)),
         Parameter("labels", Parameter.Type.STRING_ARRAY, LABELS),
         Parameter("templates", Parameter.Type.STRING_ARRAY, TEMPLATES),
-        Parameter("thermal.enabled", value=False), Parameter("diagnostics_period_s", value=0.0),
+        Parameter("thermal.enabled", value=False), Parameter("diagnostics.period_s", value=0.0),
         Parameter("slop_s", value=0.1), Parameter("threads", value=1),
         Parameter("use_sim_time", value=True)])
     n.get_clock().set_ros_time_override(Time(nanoseconds=SIM_NOW_NS))

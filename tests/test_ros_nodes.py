@@ -690,11 +690,13 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) ->
                 "use_mic", "use_sim_sensors", "use_fusion", "params_file"}
     assert required <= set(lm.ARGUMENTS)
     assert all(len(text) > 10 for _, text in lm.ARGUMENTS.values())
-    unmapped = set(lm.ARGUMENTS) - set(lm.PARAMETERS) - set(lm.SWITCHES) - {"params_file"}
+    unmapped = set(lm.ARGUMENTS) - set(lm.PARAMETERS) - set(lm.SWITCHES) - lm.NOT_PARAMETERS
     assert not unmapped
     assert lm.overrides({"checkpoint": "", "modalities": "vision, imu"}, "encoder_node") == {
         "modalities": ["vision", "imu"]}
     assert lm.overrides({"audio_topic": "mic"}, "microphone_node") == {"topic": "mic"}
+    assert lm.overrides({"autostart": "False"}, "memory_node") == {"autostart": False}
+    assert lm.overrides({"autostart": "true"}, "sim_sensors_node") == {}
     for node in ("encoder_node", "detector_node", "memory_node", "fusion_node"):  # one model
         assert lm.overrides({"checkpoint": "/m.pt"}, node) == {"checkpoint": "/m.pt"}
     assert lm.overrides({"vision_topic": "cam"}, "detector_node") == {"camera.topic": "cam"}
@@ -723,8 +725,27 @@ def test_launch_arguments_map_to_parameters_the_nodes_declare(tmp_path: Path) ->
     assert lm.file_parameters(str(params), "encoder_node", str(tmp_path), str(share)) == {
         "labels_file": str(share / "labels.txt")}
     (share / "a.wav").write_text("x")
+    # the container: each hosted node's parameters in its own section, launch arguments win
+    sections = lm.container_sections({"vision_topic": "/cam", "checkpoint": "/m.pt"},
+                                     ["encoder_node", "detector_node"], str(params),
+                                     str(tmp_path), str(share))
+    assert sections == {
+        "encoder_node": {"ros__parameters": {"labels_file": str(share / "labels.txt"),
+                                             "checkpoint": "/m.pt", "vision.topic": "/cam"}},
+        "detector_node": {"ros__parameters": {"labels_file": str(share / "labels.txt"),
+                                              "prompt.audio_file": str(share / "a.wav"),
+                                              "checkpoint": "/m.pt", "camera.topic": "/cam"}}}
     assert lm.file_parameters(str(params), "detector_node", str(tmp_path), str(share)) == {
         "labels_file": str(share / "labels.txt"), "prompt.audio_file": str(share / "a.wav")}
+    # simulated sensors and no model: the demo checkpoint goes to the model nodes only,
+    # hosted or not
+    demo = lm.container_sections({}, ["memory_node"], str(params), str(tmp_path), str(share),
+                                 "/demo.pt")
+    assert demo == {"memory_node": {"ros__parameters": {
+        "labels_file": str(share / "labels.txt"), "checkpoint": "/demo.pt"}}}
+    assert lm.node_parameters({"vision_topic": "/cam"}, "sim_sensors_node", str(params),
+                              str(tmp_path), str(share), "/demo.pt") == {
+        "labels_file": str(share / "labels.txt"), "vision.topic": "/cam"}
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=(os.getpid() + 50) % 100 + 101)
     nodes = []
@@ -776,9 +797,13 @@ def test_launch_description_under_launch_ros(tmp_path: Path,
     context.launch_configurations.update({"use_sim_sensors": "true", "use_memory": "True"})
     nodes = desc.entities[-1].execute(context)
     assert all(isinstance(n, Node) for n in nodes)
+    # the model-holding nodes in one container process, the sensors in their own
+    assert [n.node_executable for n in nodes] == ["graph_container", "sim_sensors_node"]
+    assert all(n.node_package == "imagebind_ros" for n in nodes)
+    context.launch_configurations["container"] = "false"
+    nodes = desc.entities[-1].execute(context)
     assert [n.node_executable for n in nodes] == ["encoder_node", "sim_sensors_node",
                                                   "memory_node", "fusion_node"]
-    assert all(n.node_package == "imagebind_ros" for n in nodes)
 
 
 # --------------------------------------------------------------------------- in-process

@@ -13,6 +13,8 @@ png and rvl. Works on message objects only, no running node needed. Bad arrays r
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -287,3 +289,27 @@ def numpy_to_imu(sample: np.ndarray, header: Header | None = None) -> Imu:
      msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z) = map(float, v)
     msg.orientation_covariance[0] = -1.0
     return msg
+
+
+# --------------------------------------------------------------------------- detections
+
+
+def detections_to_vision_msgs(vm: Any, header: Header, detections: Sequence[Any]) -> Any:
+    """``vision_msgs/Detection2DArray`` (4.x, Humble and later) of the detector's detections
+    (``imagebind_ros.detection.Detection``: box x0, y0, x1, y1 in pixels, score, label).
+
+    ``vm`` is the imported ``vision_msgs.msg`` of a full ROS install (passed in: pip installs
+    have no vision_msgs). Per detection one hypothesis, ``class_id`` = the prompt's label and
+    ``score`` clipped to [0, 1] as in our own message; the box centre and size in pixels with
+    ``theta`` 0; ``id`` empty; the image's header on the array and on every detection.
+    """
+    out = vm.Detection2DArray(header=header)
+    for d in detections:
+        x0, y0, x1, y1 = (float(v) for v in d.box)
+        hyp = vm.ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = d.label
+        hyp.hypothesis.score = float(np.clip(d.score, 0.0, 1.0))
+        box = vm.BoundingBox2D(size_x=x1 - x0, size_y=y1 - y0)
+        box.center.position.x, box.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
+        out.detections.append(vm.Detection2D(header=header, results=[hyp], bbox=box, id=""))
+    return out

@@ -17,6 +17,9 @@ A worker thread takes the newest frame (older ones are dropped and counted) at m
 (``model_cache``): in ``imagebind-ros run`` the encoder, detector and memory nodes hold one.
 Parameters (all described: ``ros2 param describe /detector_node <name>``) set the windows,
 the batch size, the maximum number of regions and the localisation.
+Lifecycle node (``ros.lifecycle``: configure loads the model, activate subscribes and starts
+the worker); model-running services off the executor (``ros.slow_services``);
+``/diagnostics`` per input and for the worker (``ros.diagnostics``).
 """
 
 from __future__ import annotations
@@ -25,14 +28,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
@@ -45,11 +46,16 @@ from imagebind_ros.embedder import Embedder, RecentAudio
 from imagebind_ros.msg import (BoundingBox2D, ClassHypothesis, Detection2D,
                                Detection2DArray, Embedding)
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
+from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
                                           AudioInput, InputTopics, StartupError, declare,
                                           fault_kind, fault_limiter, image_transport, run_node,
                                           sensor_qos)
+from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
+from imagebind_ros.ros.worker import Worker
 from imagebind_ros.srv import SetPrompt
 from imagebind_ros.streams import Mailbox
 
@@ -58,13 +64,30 @@ BAD_INPUT = (dec.DecodeError, ValueError)
 DETECTION_FIELDS = {f.name for f in fields(DetectorConfig)}
 
 
-class DetectorNode(Node):
+class DetectorNode(ManagedNode):
     """Prompted object detection on a camera stream with the process's shared model."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._warn = fault_limiter(self)
         self.p = self._declare_parameters()
+        self._srv_p = declare_service_parameters(self)
+        self.inputs = {"camera": InputCounts(0), "audio": InputCounts(0)}  # /diagnostics
+        self._diag_p = declare_diagnostics_parameters(self, list(self.inputs))
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self._worker = Worker("detector-worker", self._work, self.get_logger(), 30.0)
+        self._prompts: OrderedDict[str, Prompt] = OrderedDict()
+        self._prompt_lock = threading.Lock()
+        self.mailbox = Mailbox({})
+        self.diagnostics: InputDiagnostics | None = None
+        self.frames = 0
+        self.frame_ms: list[float] = []
+        self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def configure(self) -> None:
+        """Load the model, embed the start prompts; publishers, services, /diagnostics."""
         self.shared = load_model(self.p, needs=("vision",), uses=("text", "audio"))
         self.model_id = self.shared.model_id
         self.config = self.shared.config
@@ -82,32 +105,49 @@ class DetectorNode(Node):
             raise StartupError(f"detection parameters: {e}") from None
         self.embedder = Embedder(self.shared.encode, self.config)
         self.dim = self.config.out_embed_dim
-        self._prompts: OrderedDict[str, Prompt] = OrderedDict()
-        self._prompt_lock = threading.Lock()
         self.audio = RecentAudio(self.p["audio.buffer_s"])
-        self.mailbox = Mailbox({"camera": self.p["max_rate_hz"]})
-        self.frames = 0
-        self.frame_ms: list[float] = []
-        self._det_pub = self.create_publisher(Detection2DArray, self.p["detections_topic"],
-                                              RELIABLE_QOS)
+        self._vision_msgs = self._vision_msgs_module()
+        # image_transport's name resolved here: a contradicting transport fails configure
+        self._camera = image_transport(self.p["camera.topic"], self.p["camera.transport"])
+        self._det_pub = self.create_publisher(
+            self._vision_msgs.Detection2DArray if self._vision_msgs else Detection2DArray,
+            self.p["detections_topic"], RELIABLE_QOS)
         self._img_pub = (self.create_publisher(Image, self.p["image_topic"], RELIABLE_QOS)
                          if self.p["publish_image"] else None)
         self._heat_pub = (self.create_publisher(Image, "~/heatmap", RELIABLE_QOS)
                           if self.p["publish_heatmap"] else None)
-        self._subscribe()
         self._initial_prompts()
-        self.create_service(SetPrompt, "~/set_prompt", self._on_set_prompt,
-                            callback_group=MutuallyExclusiveCallbackGroup())
-        self.add_on_set_parameters_callback(self._on_parameters)
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="detector-worker", daemon=True)
-        self._worker.start()
+        self.slow_services = SlowServices(self, self._srv_p["timeout_s"],
+                                          self._srv_p["max_pending"])
+        self.slow_services.create_service(SetPrompt, "set_prompt", self._on_set_prompt)
+        diag = self._diag_p
+        self.diagnostics = InputDiagnostics(
+            self, diag, {"camera": InputSpec(self._camera[0], diag["expected_hz.camera"],
+                                             self.p["max_rate_hz"]),
+                         "audio": InputSpec(self.p["audio.topic"], diag["expected_hz.audio"],
+                                            required=self.p["prompt.live_audio_s"] > 0)},
+            self.input_counts, self._worker.health, self.shared)
         note = " RANDOM-INIT weights: detections are meaningless" if self.shared.random_init \
             else ""
         self.get_logger().info(
             f"detecting in {self.p['camera.topic']} with {self.shared.describe()}; "
             f"{self._regions_note()}; prompts: "
             f"{', '.join(self.prompt_labels()) or 'none yet'}.{note}")
+
+    def activate(self) -> None:
+        """Subscribe (camera, audio, prompt topics) and start the worker."""
+        self.start_work({"camera": self.p["max_rate_hz"]})
+
+    def deactivate(self) -> None:
+        self.stop_work()
+
+    def cleanup(self) -> None:
+        """Drop everything configure made; the model is freed once no node holds it."""
+        self.destroy_configured(self._det_pub, self._img_pub, self._heat_pub)
+        with self._prompt_lock:
+            self._prompts.clear()
+        del self.embedder, self.detector
+        self.release_model()
 
     # ------------------------------------------------------------------ setup
 
@@ -140,6 +180,8 @@ class DetectorNode(Node):
         d("prompt.live_audio_period_s", 0.5, "seconds between re-embeddings of the live sound")
         d("max_prompts", 8, "most prompts at once (the oldest goes)")
         d("detections_topic", "detections", "output imagebind_ros/Detection2DArray")
+        d("detections_format", "imagebind_ros", "imagebind_ros: our Detection2DArray; "
+          "vision_msgs: vision_msgs/Detection2DArray (needs the vision_msgs package)")
         d("image_topic", "detections/image", "output annotated sensor_msgs/Image (rgb8)")
         d("publish_image", True, "publish the annotated image")
         d("max_rate_hz", 2.0, "most frames processed per second (0 = as fast as possible); "
@@ -171,6 +213,21 @@ class DetectorNode(Node):
         d("nms_iou", base.nms_iou, "non-maximum suppression overlap")
         return p
 
+    def _vision_msgs_module(self) -> Any:
+        """``vision_msgs.msg`` when ``detections_format`` asks for it, else None."""
+        fmt = self.p["detections_format"]
+        if fmt not in ("imagebind_ros", "vision_msgs"):
+            raise StartupError(f"detections_format {fmt!r}: choose imagebind_ros or "
+                               "vision_msgs")
+        if fmt == "imagebind_ros":
+            return None
+        try:
+            import vision_msgs.msg
+        except ImportError:
+            raise StartupError("detections_format vision_msgs needs the vision_msgs package "
+                               "(a full ROS 2 install: ros-<distro>-vision-msgs)") from None
+        return vision_msgs.msg
+
     def _dense_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
         variant = self.p["dense_variant"]
         if variant not in self.shared.dense_variants:
@@ -193,12 +250,13 @@ class DetectorNode(Node):
 
     def _subscribe(self) -> None:
         self._inputs = InputTopics(self)
-        topic, transport = image_transport(self.p["camera.topic"], self.p["camera.transport"])
+        topic, transport = self._camera
         self._inputs.subscribe(Image if transport == "raw" else CompressedImage, topic,
-                               self._on_image, SENSOR_QOS, "set camera.transport or camera.topic")
+                               self._counted("camera", self._on_image), SENSOR_QOS,
+                               "set camera.transport or camera.topic")
         self._audio_in = AudioInput(self._inputs, self, self.p["audio.msg_type"],
                                     self.p["audio.topic"], self.p["audio.info_topic"],
-                                    self._on_audio, sensor_qos(50))
+                                    self._counted("audio", self._on_audio), sensor_qos(50))
         self._inputs.subscribe(String, self.p["prompt.text_topic"], self._on_text_prompt,
                                RELIABLE_QOS)
         self._inputs.subscribe(Embedding, self.p["prompt.embedding_topic"],
@@ -225,6 +283,8 @@ class DetectorNode(Node):
                 if prm.value < 0:
                     return SetParametersResult(successful=False, reason="max_rate_hz >= 0")
                 self.mailbox.set_max_rate("camera", float(prm.value))
+                if self.diagnostics is not None:
+                    self.diagnostics.inputs["camera"].spec.max_rate_hz = float(prm.value)
                 self.p["max_rate_hz"] = prm.value
         return SetParametersResult(successful=True)
 
@@ -333,11 +393,26 @@ class DetectorNode(Node):
 
     # ------------------------------------------------------------------ worker
 
+    def _counted(self, name: str, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        def counted(msg: Any) -> None:
+            self.inputs[name].received += 1
+            callback(msg)
+        return counted
+
+    def input_counts(self) -> dict[str, InputCounts]:
+        """Snapshots of the input counters for /diagnostics (bad: the fault limiter's)."""
+        box = self.mailbox.stats().get("camera")
+        bad = {topic: sum(kinds.values()) for topic, kinds in self._warn.counts().items()}
+        return {"camera": replace(self.inputs["camera"], dropped=box.dropped if box else 0,
+                                  processed=self.frames, bad=bad.get("camera", 0)),
+                "audio": replace(self.inputs["audio"], bad=bad.get("audio", 0))}
+
     def _work(self) -> None:
-        while not self._stop.is_set():
+        while not self._worker.stopping:
             for _, msg in self.mailbox.take(timeout=0.2):
                 try:
                     self.process(msg)
+                    self._worker.succeeded()
                 except BAD_INPUT as e:
                     self._warn.fault("camera", fault_kind(e), f"dropped frame: {e}")
                 except Exception as e:  # keep the worker alive whatever one frame does
@@ -345,6 +420,7 @@ class DetectorNode(Node):
                         return
                     self._warn.fault("camera", "other", f"failed on one frame "
                                     f"({type(e).__name__}: {e}); continuing")
+                    self._worker.failed("frame", e)
 
     def process(self, msg: Image | CompressedImage) -> list[Detection]:
         """Detect every active prompt in one frame and publish (public for benchmarks)."""
@@ -361,10 +437,13 @@ class DetectorNode(Node):
                 heat = heatmap(rgb, self.detector.similarity(regions, prompts[-1].vector))
                 self._heat_pub.publish(cv.numpy_to_image(heat, "rgb8", msg.header))
         header = msg.header
-        self._det_pub.publish(Detection2DArray(header=header, detections=[
-            Detection2D(header=header, results=[ClassHypothesis(
-                class_id=d.label, score=float(np.clip(d.score, 0.0, 1.0)))],
-                bbox=_bbox(d.box), prompt_modality=d.modality, id="") for d in dets]))
+        if self._vision_msgs is not None:
+            self._det_pub.publish(cv.detections_to_vision_msgs(self._vision_msgs, header, dets))
+        else:
+            self._det_pub.publish(Detection2DArray(header=header, detections=[
+                Detection2D(header=header, results=[ClassHypothesis(
+                    class_id=d.label, score=float(np.clip(d.score, 0.0, 1.0)))],
+                    bbox=_bbox(d.box), prompt_modality=d.modality, id="") for d in dets]))
         if self._img_pub is not None:
             self._img_pub.publish(cv.numpy_to_image(draw_detections(rgb, dets), "rgb8",
                                                     header))
@@ -377,11 +456,7 @@ class DetectorNode(Node):
         return dets
 
     def destroy_node(self) -> None:
-        if hasattr(self, "_worker"):  # a start that failed half-way has no worker yet
-            self._stop.set()
-            self.mailbox.close()
-            if self._worker.is_alive():
-                self._worker.join(timeout=30)
+        self.stop_work()
         super().destroy_node()
 
 

@@ -16,12 +16,14 @@ another message type gets one warning naming both. Inputs use sensor-data QoS (b
 effort), outputs are reliable. Services: ``~/set_labels``
 (``SetLabels``) and ``~/embed_text`` (``EmbedText``); the ``labels``/``templates``
 parameters can also be set at runtime. Bad inputs are dropped with one rate-limited warning.
+Lifecycle node (``ros.lifecycle``: configure loads the model, activate subscribes and starts
+the worker); model-running services off the executor (``ros.slow_services``);
+``/diagnostics`` per input and for the worker (``ros.diagnostics``).
 """
 
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,8 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, Imu
 
@@ -40,11 +40,16 @@ from imagebind_ros import modalities
 from imagebind_ros.imu_combine import ImuCombiner
 from imagebind_ros.msg import ClassHypothesis, Embedding, ZeroShot
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
+from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, SENSOR_QOS, TRANSPORTS,
                                           AudioInput, InputTopics, LabelParameters,
                                           StartupError, declare, fault_kind, fault_limiter,
                                           image_transport, labels_from, run_node, sensor_qos)
+from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
+from imagebind_ros.ros.worker import Worker
 from imagebind_ros.srv import EmbedText, SetLabels
 from imagebind_ros.streams import AudioWindower, ImuWindower, Mailbox, StampGate, StreamError
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
@@ -71,28 +76,45 @@ class ModalityStats:
     """Counters and recent timings of one modality (read by the runner and benchmarks)."""
 
     received: int = 0
-    invalid: int = 0
     published: int = 0
     latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
     inference_ms: collections.deque = field(
         default_factory=lambda: collections.deque(maxlen=2000))
 
 
-class EncoderNode(LabelParameters, Node):
+class EncoderNode(LabelParameters, ManagedNode):
     """Embeds camera, depth, thermal, audio and IMU streams with one shared model."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._warn = fault_limiter(self)
         self._declare_parameters()
+        self._srv_p = declare_service_parameters(self)
+        self._diag_p = declare_diagnostics_parameters(
+            self, [m for m in self.p["modalities"] if m in SENSOR_MODALITIES])
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self._worker = Worker("encoder-worker", self._work, self.get_logger(), 10.0)
+        self.modalities: tuple[str, ...] = ()
+        self.mailbox = Mailbox({})
+        self.diagnostics: InputDiagnostics | None = None
+        self.classifier: ZeroShotClassifier | None = None
+        self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def configure(self) -> None:
+        """Load the model, embed the labels; publishers, services and /diagnostics."""
         # its sensors, and text for the labels and ~/embed_text
         self.shared = load_model(self.p, uses=(*self.p["modalities"], "text"))
         self.model_id = self.shared.model_id
         self.config = self.shared.config
         self.modalities = self._check_modalities()
         self.stats = {m: ModalityStats() for m in self.modalities}
-        self.mailbox = Mailbox({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
         self._specs = {m: modalities.spec(m) for m in self.modalities}
+        # image_transport names resolved here: a contradicting transport fails configure
+        self._topics = {m: image_transport(self.p[f"{m}.topic"], self.p[f"{m}.transport"])
+                        if self._specs[m].from_picture is not None
+                        else (self.p[f"{m}.topic"], "") for m in self.modalities}
         self._gates = {m: StampGate(agree=self.p["stamp_agree"],
                                     max_ahead_ns=int(self.p["stamp_max_ahead_s"] * 1e9))
                        for m in modalities.image_modalities()}
@@ -103,21 +125,34 @@ class EncoderNode(LabelParameters, Node):
                                                          RELIABLE_QOS)
                                 for m in self.modalities}
         self.classifier = self._setup_zero_shot()
-        self._subscribe()
-        services = MutuallyExclusiveCallbackGroup()
-        self.create_service(SetLabels, "~/set_labels", self._on_set_labels,
-                            callback_group=services)
-        self.create_service(EmbedText, "~/embed_text", self._on_embed_text,
-                            callback_group=services)
-        self.add_on_set_parameters_callback(self._on_parameters)
-        if self.p["stats_period_s"] > 0:
-            self.create_timer(self.p["stats_period_s"], self._log_stats)
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="encoder-worker", daemon=True)
-        self._worker.start()
+        self.slow_services = SlowServices(self, self._srv_p["timeout_s"],
+                                          self._srv_p["max_pending"])
+        self.slow_services.create_service(SetLabels, "set_labels", self._on_set_labels)
+        self.slow_services.create_service(EmbedText, "embed_text", self._on_embed_text)
+        self._stats_timer = (self.create_timer(self.p["stats_period_s"], self._log_stats)
+                             if self.p["stats_period_s"] > 0 else None)
+        diag = self._diag_p
+        self.diagnostics = InputDiagnostics(
+            self, diag, {m: InputSpec(self._topics[m][0], diag[f"expected_hz.{m}"],
+                                      self.p[f"{m}.max_rate_hz"]) for m in self.modalities},
+            self.input_counts, self._worker.health, self.shared)
         note = " RANDOM-INIT weights: outputs are meaningless" if self.shared.random_init else ""
         self.get_logger().info(f"encoding {', '.join(self.modalities)} with "
                                f"{self.shared.describe()}.{note}")
+
+    def activate(self) -> None:
+        """Subscribe to the sensors and start the worker (a fresh mailbox each time)."""
+        self.start_work({m: self.p[f"{m}.max_rate_hz"] for m in self.modalities})
+
+    def deactivate(self) -> None:
+        self.stop_work()
+
+    def cleanup(self) -> None:
+        """Drop everything configure made; the model is freed once no node holds it."""
+        self.destroy_configured(self._stats_timer, *self._embedding_pubs.values(),
+                                *self._zero_shot_pubs.values())
+        self.classifier = None
+        self.release_model()
 
     # ------------------------------------------------------------------ setup
 
@@ -206,9 +241,8 @@ class EncoderNode(LabelParameters, Node):
     def _subscribe(self) -> None:
         self._inputs = InputTopics(self)
         for m in self.modalities:
-            topic = self.p[f"{m}.topic"]
-            if self._specs[m].from_picture is not None:  # an image topic
-                topic, transport = image_transport(topic, self.p[f"{m}.transport"])
+            topic, transport = self._topics[m]
+            if transport:  # an image topic
                 self._inputs.subscribe(Image if transport == "raw" else CompressedImage,
                                        topic, self._image_cb(m), SENSOR_QOS,
                                        f"set {m}.transport or {m}.topic")
@@ -279,7 +313,6 @@ class EncoderNode(LabelParameters, Node):
 
     def _bad(self, modality: str, what: str, err: Exception) -> None:
         """Count and report a dropped input (the limiter logs one line per topic per period)."""
-        self.stats[modality].invalid += 1
         self._warn.fault(self.p[f"{modality}.topic"], fault_kind(err), f"dropped {what}: {err}")
 
     def _now_ns(self) -> int:
@@ -356,7 +389,7 @@ class EncoderNode(LabelParameters, Node):
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        while not self._stop.is_set():
+        while not self._worker.stopping and self.context.ok():
             for modality, item in self.mailbox.take(timeout=0.2):
                 # the newest input that can be used: a corrupt frame falls back to the ones
                 # it displaced (at most two: decode cost stays bounded), newest first
@@ -365,17 +398,18 @@ class EncoderNode(LabelParameters, Node):
                         break
 
     def _try(self, modality: str, item: _Input) -> bool:
-        """Process one input; False if it was unusable (reported) and an older one may do."""
+        """Process one input; False if it was unusable (reported) and an older one may do.
+        Exceptions other than bad input count toward the worker's persistent-failure ERROR."""
         try:
             self._process(modality, item)
+            self._worker.succeeded()
         except BAD_INPUT as e:
             self._bad(modality, "input", e)
             return False
         except Exception as e:  # keep the worker alive whatever one input does
-            if not self.context.ok():  # Ctrl-C shut ROS down mid-input: just stop
-                self._stop.set()
-            else:
+            if self.context.ok():  # else Ctrl-C shut ROS down mid-input: the loop ends
                 self._bad(modality, f"input ({type(e).__name__}, a bug?)", e)
+                self._worker.failed(modality, e)
         return True
 
     def to_tensor(self, modality: str, item: _Input) -> torch.Tensor:
@@ -418,6 +452,8 @@ class EncoderNode(LabelParameters, Node):
 
     def _apply_labels(self, labels: Sequence[str], templates: Sequence[str] | None) -> str:
         """Switch the label set; raises ValueError (old set kept) when it is unusable."""
+        if self.unconfigured:  # the parameters are read at configure
+            return "stored; embedded at configure"
         if self.classifier is None:
             raise ValueError(f"model {self.model_id} has no text encoder")
         changed = self.classifier.set_labels(labels, templates)
@@ -433,6 +469,8 @@ class EncoderNode(LabelParameters, Node):
         for name, value in new.items():
             if name.endswith(".max_rate_hz"):
                 self.mailbox.set_max_rate(name.split(".")[0], float(value))
+                if self.diagnostics and name.split(".")[0] in self.diagnostics.inputs:
+                    self.diagnostics.inputs[name.split(".")[0]].spec.max_rate_hz = float(value)
             if name in self.p:
                 self.p[name] = value if value is not None else []
         return SetParametersResult(successful=True)
@@ -468,13 +506,24 @@ class EncoderNode(LabelParameters, Node):
             box = boxes.get(m)
             lat = np.asarray(st.latency_ms) if st.latency_ms else np.full(1, np.nan)
             inf = np.asarray(st.inference_ms) if st.inference_ms else np.full(1, np.nan)
-            out[m] = {"received": st.received, "invalid": st.invalid,
+            out[m] = {"received": st.received, "invalid": self._bad_count(m),
                       "dropped": box.dropped if box else 0, "published": st.published,
                       "latency_p50_ms": float(np.percentile(lat, 50)),
                       "latency_p99_ms": float(np.percentile(lat, 99)),
                       "inference_p50_ms": float(np.percentile(inf, 50)),
                       "restarts": self._restarts(m)}
         return out
+
+    def input_counts(self) -> dict[str, InputCounts]:
+        """Each modality's counters for /diagnostics (bad = dropped as invalid)."""
+        boxes = self.mailbox.stats()
+        return {m: InputCounts(st.received, self._bad_count(m),
+                               boxes[m].dropped if m in boxes else 0, st.published,
+                               list(st.latency_ms)[-200:]) for m, st in self.stats.items()}
+
+    def _bad_count(self, modality: str) -> int:
+        """Inputs of ``modality`` dropped as bad: the fault limiter's count for its topic."""
+        return sum(self._warn.counts().get(self.p[f"{modality}.topic"], {}).values())
 
     def _restarts(self, modality: str) -> int:
         """Times the audio/IMU window restarted (stamp gaps or clock resets)."""
@@ -489,11 +538,7 @@ class EncoderNode(LabelParameters, Node):
         self.get_logger().info("; ".join(parts))
 
     def destroy_node(self) -> None:
-        if hasattr(self, "_worker"):  # a start that failed half-way has no worker yet
-            self._stop.set()
-            self.mailbox.close()
-            if self._worker.is_alive():
-                self._worker.join(timeout=10)
+        self.stop_work()
         super().destroy_node()
 
 

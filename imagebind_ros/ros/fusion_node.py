@@ -11,7 +11,7 @@ aligned set (``fusion.Fuser``, ``method``, ``calibration_file``). It publishes
   ``zero_shot/<modality>``;
 - ``fusion/contributors`` (``FusionContributors``): which sensors counted with what weight,
   and why the others did not (``timeout``, ``disabled``, ``never received``, ...);
-- ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``, every ``diagnostics_period_s``):
+- ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``, every ``diagnostics.period_s``):
   one status ``fusion_node: fusion``, WARN while a configured sensor is silent, ERROR when
   none contributes (or there are no labels).
 
@@ -31,10 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from imagebind_ros import fusion
@@ -44,10 +42,13 @@ from imagebind_ros.inference.manifest import load_manifest, sha256_file
 from imagebind_ros.model_cache import SharedModel
 from imagebind_ros.msg import ClassHypothesis, Embedding, FusionContributors, ZeroShot
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.diagnostics import NodeDiagnostics, declare_diagnostics_parameters
+from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, LabelParameters,
                                           StartupError, declare, fault_limiter, labels_from,
                                           run_node)
+from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.srv import SetLabels
 from imagebind_ros.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
@@ -117,13 +118,23 @@ def status_level(states: Mapping[str, str], has_labels: bool) -> tuple[int, str]
     return DiagnosticStatus.OK, f"fusing {', '.join(alive)}"
 
 
-class FusionNode(LabelParameters, Node):
+class FusionNode(LabelParameters, ManagedNode):
     """Fuses the latest embeddings of every sensor into one scene embedding and label."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._warn = fault_limiter(self)
         self._declare_parameters()
+        self._srv_p = declare_service_parameters(self)
+        self._diag_period_s = declare_diagnostics_parameters(self, None)["period_s"]
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self.diagnostics: NodeDiagnostics | None = None
+        self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def configure(self) -> None:
+        """Load the model, calibration and labels; publishers, services, /diagnostics."""
         self.shared: SharedModel = load_model(self.p, needs=("text",), uses=())
         self.model_id = self.shared.model_id
         self.config = self._fusion_config()
@@ -155,23 +166,33 @@ class FusionNode(LabelParameters, Node):
                       "zero_shot": self.create_publisher(ZeroShot, f"zero_shot/{FUSED}",
                                                          RELIABLE_QOS),
                       "contributors": self.create_publisher(
-                          FusionContributors, "fusion/contributors", RELIABLE_QOS),
-                      "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics",
-                                                           RELIABLE_QOS)}
-        inputs = InputTopics(self)
-        for m in self.sync.timeouts:  # the enabled sensors
-            inputs.subscribe(Embedding, f"embeddings/{m}", self._embedding_cb(m), RELIABLE_QOS)
-        self.create_timer(POLL_PERIOD_S, self._poll)
-        if self.p["diagnostics_period_s"] > 0:
-            self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
-        self.create_service(SetLabels, "~/set_labels", self._on_set_labels,
-                            callback_group=MutuallyExclusiveCallbackGroup())
-        self.add_on_set_parameters_callback(self._on_parameters)
+                          FusionContributors, "fusion/contributors", RELIABLE_QOS)}
+        self._poll_timer = self.create_timer(POLL_PERIOD_S, self._poll)
+        self.diagnostics = NodeDiagnostics(self, self._diag_period_s,
+                                           lambda: [self.diagnostic_status()])
+        self.slow_services = SlowServices(self, self._srv_p["timeout_s"],
+                                          self._srv_p["max_pending"])
+        self.slow_services.create_service(SetLabels, "set_labels", self._on_set_labels)
         cal = (f"calibration {self.p['calibration_file']}" if self.calibration else
                "NO calibration (raw cosines, typicality off: docs/fusion.md)")
         self.get_logger().info(
             f"fusing {', '.join(self.sync.timeouts)} ({self.config.method}, slop "
             f"{self.sync.slop:g} s, {cal}) with {self.shared.describe()}")
+
+    def activate(self) -> None:
+        self.activate_subscriptions(self._subscribe)
+
+    def _subscribe(self) -> None:
+        inputs = InputTopics(self)
+        for m in self.sync.timeouts:  # the enabled sensors
+            inputs.subscribe(Embedding, f"embeddings/{m}", self._embedding_cb(m), RELIABLE_QOS)
+
+    def cleanup(self) -> None:
+        """Drop everything configure made; the model is freed once no node holds it."""
+        self.destroy_configured(self._poll_timer, *self._pubs.values())
+        del self.classifier
+        self.fuser = None
+        self.release_model()
 
     # ------------------------------------------------------------------ setup
 
@@ -205,8 +226,6 @@ class FusionNode(LabelParameters, Node):
         p["logit_scale"] = d("logit_scale", 0.0, "temperature of uncalibrated sensors and of "
                              "the mean method; 0 = the model's learned text temperature")
         p["frame_id"] = d("frame_id", "base_link", "frame_id of the fused outputs")
-        p["diagnostics_period_s"] = d("diagnostics_period_s", 1.0, "seconds between "
-                                      "/diagnostics messages (0 = none)")
         self.p = p
 
     def _fusion_config(self) -> fusion.FusionConfig:
@@ -263,6 +282,8 @@ class FusionNode(LabelParameters, Node):
 
     def _apply_labels(self, labels: Sequence[str], templates: Sequence[str] | None) -> str:
         """Switch the label set; raises ValueError (old set kept) when it is unusable."""
+        if self.unconfigured:  # the parameters are read at configure
+            return "stored; embedded at configure"
         changed = self.classifier.set_labels(labels, templates)
         names, text = self.classifier.label_embeddings
         if self.fuser is None:
@@ -376,10 +397,6 @@ class FusionNode(LabelParameters, Node):
         return DiagnosticStatus(level=level, name=STATUS_NAME, message=message,
                                 hardware_id=self.model_id, values=values)
 
-    def _publish_diagnostics(self) -> None:
-        array = DiagnosticArray(status=[self.diagnostic_status()])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._pubs["diagnostics"].publish(array)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,33 +9,40 @@ audio files, image files and embeddings, weighted and summed into one query (emb
 arithmetic), return the top-k items across modalities with similarity, modality and stamp.
 Text/file parts need a model (the process's shared one, ``model_cache``); embedding-only
 queries work without one.
+Lifecycle node (``ros.lifecycle``: configure loads the model and makes the memory, activate
+subscribes, cleanup forgets); ``~/query`` runs off the executor (``ros.slow_services``);
+``/diagnostics`` per input topic (``ros.diagnostics``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticStatus
 
 from imagebind_ros.decode import MALFORMED, stamp_to_ns
 from imagebind_ros.embedder import Embedder
 from imagebind_ros.memory import EmbeddingMemory, combine
 from imagebind_ros.msg import Embedding, MemoryHit, ZeroShot
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
 from imagebind_ros.model_cache import SharedModel
+from imagebind_ros.ros.lifecycle import ManagedNode
 from imagebind_ros.ros.model_params import declare_model_parameters, has_model, load_model
 from imagebind_ros.ros.node_utils import (RELIABLE_QOS, InputTopics, StartupError, declare,
                                           fault_limiter, run_node)
+from imagebind_ros.ros.slow_services import SlowServices, declare_service_parameters
 from imagebind_ros.srv import QueryMemory
 
 NODE_NAME = "memory_node"
 DEFAULT_MODALITIES = ["vision", "audio", "depth", "thermal", "imu"]
 
 
-class MemoryNode(Node):
+class MemoryNode(ManagedNode):
     """Keeps recent embeddings; answers cross-modal queries."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -55,8 +62,21 @@ class MemoryNode(Node):
           "of stamp time (0 = every item)")
         d("top_k", 5, "items returned when a query asks for 0")
         self.p = p
+        self._srv_p = declare_service_parameters(self)
+        self._diag_p = declare_diagnostics_parameters(self, p["modalities"])
         self.shared: SharedModel | None = None
         self.embedder: Embedder | None = None
+        self.diagnostics: InputDiagnostics | None = None
+        self.received = 0
+        self.inputs = {m: InputCounts(0) for m in p["modalities"]}  # per topic: /diagnostics
+        self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def configure(self) -> None:
+        """Load the model (if one is set), make the memory, the query service and
+        /diagnostics."""
+        p = self.p
         if has_model(p):
             self.shared = load_model(p)
             self.embedder = Embedder(self.shared.encode, self.shared.config)
@@ -69,7 +89,32 @@ class MemoryNode(Node):
             raise StartupError(str(e)) from None
         if self.shared is not None:
             self.memory.model_id = self.shared.model_id
-        self.received = 0
+        self.slow_services = SlowServices(self, self._srv_p["timeout_s"],
+                                          self._srv_p["max_pending"])
+        self.slow_services.create_service(QueryMemory, "query", self._on_query)
+        diag = self._diag_p
+        self.diagnostics = InputDiagnostics(
+            self, diag, {m: InputSpec(f"{p['embedding_prefix']}/{m}", diag[f"expected_hz.{m}"],
+                                      required=False) for m in p["modalities"]},
+            self._input_counts,
+            lambda: (DiagnosticStatus.OK, "stores in its callbacks; queries on their thread"),
+            self.shared)
+        model = (self.shared.describe() if self.shared else
+                 "no model (embedding-only queries; set 'checkpoint' for text and files)")
+        self.get_logger().info(f"remembering {', '.join(p['modalities'])} "
+                               f"({p['capacity']} each); {model}")
+
+    def activate(self) -> None:
+        self.activate_subscriptions(self._subscribe)
+
+    def _input_counts(self) -> dict[str, InputCounts]:
+        """Per-topic counters for /diagnostics (bad: the fault limiter's count of the topic)."""
+        bad = self._warn.counts()
+        return {m: replace(c, bad=sum(bad.get(f"{self.p['embedding_prefix']}/{m}", {}).values()))
+                for m, c in self.inputs.items()}
+
+    def _subscribe(self) -> None:
+        p = self.p
         inputs = InputTopics(self)
         for m in p["modalities"]:
             topic = f"{p['embedding_prefix']}/{m}"
@@ -77,19 +122,23 @@ class MemoryNode(Node):
             if p["zero_shot_prefix"]:
                 inputs.subscribe(ZeroShot, f"{p['zero_shot_prefix']}/{m}",
                                  self._zero_shot_cb(m), RELIABLE_QOS)
-        self.create_service(QueryMemory, "~/query", self._on_query,
-                            callback_group=MutuallyExclusiveCallbackGroup())
-        model = (self.shared.describe() if self.shared else
-                 "no model (embedding-only queries; set 'checkpoint' for text and files)")
-        self.get_logger().info(f"remembering {', '.join(p['modalities'])} "
-                               f"({p['capacity']} each); {model}")
+
+    def cleanup(self) -> None:
+        """Forget the stored items and drop the model (freed once no node holds it)."""
+        self.destroy_configured()
+        del self.memory
+        self.embedder = None
+        self.release_model()
 
     # ------------------------------------------------------------------ inputs
 
-    def _embedding_cb(self, modality: str, topic: str) -> Any:
+    def _embedding_cb(self, modality: str, topic: str) -> Callable[[Embedding], None]:
         """The modality is the topic's: the message body's ``modality`` is never trusted."""
+        counts = self.inputs[modality]
+
         def callback(msg: Embedding) -> None:
             self.received += 1
+            counts.received += 1
             try:
                 self.memory.add(np.asarray(msg.vector, np.float32), modality,
                                 stamp_to_ns(msg.header.stamp), msg.header.frame_id,
@@ -142,6 +191,8 @@ class MemoryNode(Node):
         counts = ", ".join(f"{m} {n}" for m, n in self.memory.counts().items())
         resp.success, resp.message = True, f"{len(hits)} hits from {counts or 'nothing'}"
         return resp
+
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

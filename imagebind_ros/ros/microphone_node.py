@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 
 from imagebind_ros.decode import AUDIO_FORMATS
 from imagebind_ros.msg import AudioChunk
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
 from imagebind_ros.ros.node_utils import (StartupError, declare, fault_limiter, run_node,
                                           sensor_qos)
 
@@ -85,6 +88,13 @@ class MicrophoneNode(Node):
         self._stream: Any = None
         self._next_ns: int | None = None
         self.published = 0
+        self.diagnostics = InputDiagnostics(
+            self, declare_diagnostics_parameters(self, []),
+            {"audio": InputSpec(topic, self.sample_rate / self.chunk)},
+            lambda: {"audio": InputCounts(self.published, bad=self._status_count())},
+            lambda: ((DiagnosticStatus.OK, "streaming") if self._stream is not None else
+                     (DiagnosticStatus.ERROR, "no input device (waiting for one)")),
+            None, kind="output", task="device")
         try:
             import sounddevice
         except OSError as e:  # PortAudio library missing
@@ -115,6 +125,10 @@ class MicrophoneNode(Node):
     def _retry_open(self) -> None:
         if self._try_open() is None:
             self._retry.cancel()
+
+    def _status_count(self) -> int:
+        """PortAudio status flags raised (overflows ...), as the fault limiter counted them."""
+        return sum(self._warn.counts().get("status", {}).values())
 
     def _on_audio(self, data: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio thread: stamp and publish one chunk (stop quietly once ROS is down)."""

@@ -342,10 +342,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               + _summary(nodes, monitor), flush=True)
         return 0
     finally:
-        for n in nodes.values():
-            n.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        _shutdown(nodes)
+
+
+def _shutdown(nodes: dict[str, Any]) -> None:
+    """Destroy the process's nodes, then rclpy (also ``graph_container``'s ending)."""
+    import rclpy
+
+    for n in nodes.values():
+        n.destroy_node()
+    if rclpy.ok():
+        rclpy.shutdown()
 
 
 def _demo_model_default(overrides: dict[str, list[Any]]) -> None:
@@ -381,6 +388,7 @@ def _drain(executor: Any, timeout: float = 5.0) -> None:
 
 
 def _spin(executor: Any, stop: threading.Event) -> None:
+    from rclpy._rclpy_pybind11 import RCLError
     from rclpy.executors import ExternalShutdownException
 
     try:
@@ -388,6 +396,11 @@ def _spin(executor: Any, stop: threading.Event) -> None:
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # a callback (a timer's publish) that ran as SIGINT/SIGTERM shut the context down:
+        # that is the shutdown, not a failure (as in run_node)
+        if executor.context.ok():
+            raise
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, Imu
@@ -30,6 +31,8 @@ from sensor_msgs.msg import Image, Imu
 from imagebind_ros.msg import AudioChunk
 from imagebind_ros.playback import FilePlayback, PlaybackError
 from imagebind_ros.ros import conversions as cv
+from imagebind_ros.ros.diagnostics import (InputCounts, InputDiagnostics, InputSpec,
+                                           declare_diagnostics_parameters)
 from imagebind_ros.ros.node_utils import StartupError, declare, run_node, sensor_qos
 from imagebind_ros.synthetic import SyntheticWorld, depth_to_mm, thermal_to_mono16
 
@@ -124,6 +127,14 @@ class SimSensorsNode(Node):
         self.t0_ns = self.get_clock().now().nanoseconds
         self._next = {"camera": 0, "audio": 0, "imu": 0}
         self.published = {m: 0 for m in self.publish_modalities}
+        rates = {"audio": self.sample_rate / self.chunk, "imu": self.imu_rate}
+        self.diagnostics = InputDiagnostics(
+            self, declare_diagnostics_parameters(self, []),
+            {m: InputSpec(self.pubs[m].topic_name, rates.get(m, self.camera_rate))
+             for m in self.publish_modalities},
+            lambda: {m: InputCounts(n) for m, n in self.published.items()},
+            lambda: (DiagnosticStatus.OK, f"source: {source}"), None, kind="output",
+            task="source")
         if set(self.publish_modalities) & {"vision", "depth", "thermal"}:
             self.create_timer(1.0 / self.camera_rate / 2, self._camera_tick)
         if "audio" in self.publish_modalities:
