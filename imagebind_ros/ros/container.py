@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-from imagebind_ros.ros.runner import NODES, _executor, _shutdown, _spin, _start
+from imagebind_ros.ros.runner import NODES, _executor, _shutdown, _start
 
 MODEL_NODES = ("encoder_node", "detector_node", "memory_node", "fusion_node")
 
@@ -48,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.utilities import remove_ros_args
 
     from imagebind_ros.model_cache import cached_models
-    from imagebind_ros.ros.node_utils import STARTUP_ERRORS, use_large_data_profile
+    from imagebind_ros.ros.node_utils import STARTUP_ERRORS, spin, use_large_data_profile
 
     args = list(sys.argv if argv is None else argv)
     opts = build_parser().parse_args(remove_ros_args(args)[1:])
@@ -73,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             executor.add_node(n)
         log.info(f"hosting {', '.join(nodes)} in one process; "
                  f"{len(cached_models())} model instance(s)")
-        _spin(executor, threading.Event())  # until Ctrl-C / SIGTERM shuts rclpy down
+        spin(executor)  # until Ctrl-C / SIGTERM shuts rclpy down
         executor.shutdown(timeout_sec=5)
         return 0
     finally:

@@ -359,6 +359,20 @@ class AudioInput:
         return sound, self._node.get_clock().now().nanoseconds if stamp is None else stamp
 
 
+def spin(executor: Any, stop: threading.Event | None = None) -> None:
+    """Spin until Ctrl-C / SIGTERM shuts ROS down (or ``stop`` is set). A callback (a
+    timer's publish) that ran as the shutdown invalidated the context ends the spin quietly:
+    that is the shutdown, not a failure."""
+    try:
+        while (stop is None or not stop.is_set()) and executor.context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if executor.context.ok():
+            raise
+
+
 def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None = None
              ) -> int:
     """Entry point body for ``ros2 run`` / console scripts: start, spin, stop cleanly.
@@ -380,15 +394,7 @@ def run_node(factory: Callable[..., Node], name: str, argv: Sequence[str] | None
             return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        except RCLError:
-            # a callback (a timer's publish) that ran as SIGINT/SIGTERM shut the context
-            # down: that is the shutdown, not a failure
-            if node.context.ok():
-                raise
+        spin(executor)
         return 0
     finally:
         if node is not None:

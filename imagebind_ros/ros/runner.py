@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _demo_model_default(overrides)
 
     import rclpy
-    from imagebind_ros.ros.node_utils import STARTUP_ERRORS, use_large_data_profile
+    from imagebind_ros.ros.node_utils import STARTUP_ERRORS, spin, use_large_data_profile
 
     use_large_data_profile()
     rclpy.init(args=[])
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in list(nodes.values()) + ([monitor.node] if monitor else []):
             executor.add_node(n)
         stop = threading.Event()
-        spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
+        spinner = threading.Thread(target=spin, args=(executor, stop), daemon=True)
         spinner.start()
         title = f"model {enc.shared.describe()}" if enc is not None else ""
         start = time.monotonic()
@@ -385,22 +385,6 @@ def _drain(executor: Any, timeout: float = 5.0) -> None:
     while time.monotonic() < end and not all(f.done() for f in
                                              getattr(executor, "_futures", [])[:]):
         time.sleep(0.01)
-
-
-def _spin(executor: Any, stop: threading.Event) -> None:
-    from rclpy._rclpy_pybind11 import RCLError
-    from rclpy.executors import ExternalShutdownException
-
-    try:
-        while not stop.is_set() and executor.context.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        # a callback (a timer's publish) that ran as SIGINT/SIGTERM shut the context down:
-        # that is the shutdown, not a failure (as in run_node)
-        if executor.context.ok():
-            raise
 
 
 if __name__ == "__main__":
